@@ -1,0 +1,42 @@
+//! `vipa-msgs`: the payloads that travel between vipa's dora nodes, as Arrow arrays plus metadata.
+//!
+//! Every payload is one Arrow array (usually a flat primitive array, zero-copy over shared
+//! memory) and a small [`Metadata`] map that names its shape, dtype and stream position. This
+//! crate knows nothing about dora or candle: `vipa-node-kit` converts [`Metadata`] to and from
+//! dora's `MetadataParameters`, and model crates convert [`tensor::TensorMsg`] to their tensors.
+//!
+//! Conventions (see `ARCHITECTURE.md`):
+//! - Decoding never panics: a wrong shape, dtype or a missing key is a [`MsgError`] that names
+//!   the field.
+//! - Decoding never copies pixel or tensor data: payloads keep the Arrow buffer they arrived in.
+//! - Every stream message carries a [`StreamHeader`] with a per-output sequence number, so that a
+//!   receiver can count dropped messages (`vipa-node-kit::SeqTracker`).
+//! - Shapes are documented with named axes, e.g. `f32[h, w, 3]`.
+
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod meta;
+pub mod tensor;
+
+pub use error::MsgError;
+pub use frame::{Encoding, ImageFrame};
+pub use header::StreamHeader;
+pub use meta::{MetaValue, Metadata};
+pub use tensor::{DType, TensorMsg};
+
+/// Version of the wire schema. Bump it on any change to a payload's array layout or keys, and
+/// stamp it into anything persisted (recordings, datasets).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A message payload: one Arrow array plus metadata, convertible both ways.
+pub trait Payload: Sized {
+    /// Short name used in errors and logs (`"image"`, `"tensor"`, ...).
+    const KIND: &'static str;
+
+    /// Encodes the payload. The array is cheap to build: it shares the payload's buffers.
+    fn to_arrow(&self) -> (arrow::array::ArrayRef, Metadata);
+
+    /// Decodes a payload from what a node received, without copying bulk data.
+    fn from_arrow(array: &dyn arrow::array::Array, meta: &Metadata) -> Result<Self, MsgError>;
+}
