@@ -1,1 +1,7 @@
-//! placeholder: written in the foundation issue
+//! `vipa-models`: the VIPA-VLA model in candle — semantic encoder (InternViT), 3D encoder
+//! (Cut3R or a point-map ViT), cross-attention fusion, LLM (Qwen3 or Llama) with motion tokens,
+//! and the flow-matching action head. No dora here: nodes wrap these types.
+//!
+//! Trainable modules use [`ops`] (differentiable), never candle's fused ops.
+
+pub mod ops;
