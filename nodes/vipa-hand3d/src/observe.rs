@@ -1,0 +1,190 @@
+//! Per-frame reduction: from a (possibly uncalibrated) point map plus metric hand joints and
+//! object boxes to a small [`FrameObservation`]. Nodes call [`observe_frame`] as frames arrive
+//! and keep only the observations, so a clip never holds all its point maps in memory.
+//!
+//! **Visibility.** A joint counts (is in Ω, the calibration set) only if it projects inside
+//! the image, the point map has a valid point at its pixel, and — when
+//! `use_gt_visibility` is on and the flag is given — the ground-truth visibility flag is set
+//! (an occluded joint's pixel shows the occluder, whose depth says nothing about the joint).
+//! A hand is *visible* in a frame when at least `min_visible_joints` joints count.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{Hand3dError, Result};
+use crate::geometry::{Intrinsics, PointMap, Pose, Vec3};
+use crate::objects::{Capsule, hand_capsules, raw_object_position};
+
+/// Number of hand joints (MediaPipe / MANO-21 order, 0 = wrist).
+pub const N_JOINTS: usize = 21;
+
+/// Which hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+}
+
+/// One hand in one frame: 21 metric joints in the camera frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandInput {
+    pub side: Side,
+    /// `f32[21, 3]`, metres, camera frame.
+    pub joints: [Vec3; N_JOINTS],
+    /// Ground-truth per-joint visibility, when the source has it.
+    pub gt_visible: Option<[bool; N_JOINTS]>,
+}
+
+/// One detected object in one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectInput {
+    pub name: String,
+    /// `[x0, y0, x1, y1]` in pixels (continuous coordinates, `x0 < x1`, `y0 < y1`).
+    pub bbox: [f32; 4],
+}
+
+/// Everything about one frame that the annotation needs.
+#[derive(Debug, Clone)]
+pub struct FrameInput<'a> {
+    pub frame_idx: u32,
+    /// The backend's point map (uncalibrated: any positive scale).
+    pub point_map: &'a PointMap,
+    pub hands: Vec<HandInput>,
+    pub objects: Vec<ObjectInput>,
+    /// Camera → world pose, when known (needed for camera-movement Q&A).
+    pub camera_pose: Option<Pose>,
+}
+
+/// What survives of a hand after [`observe_frame`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandObservation {
+    pub side: Side,
+    pub joints: [Vec3; N_JOINTS],
+    /// Per joint: in Ω (see the module docs).
+    pub valid: [bool; N_JOINTS],
+    /// Per joint: point-map z at the joint's pixel (NaN where not valid).
+    pub map_z: [f32; N_JOINTS],
+}
+
+impl HandObservation {
+    pub fn n_valid(&self) -> usize {
+        self.valid.iter().filter(|v| **v).count()
+    }
+}
+
+/// An object after [`observe_frame`]: its position in the *uncalibrated* point map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectObservation {
+    pub name: String,
+    pub bbox: [f32; 4],
+    /// Robust position in point-map units; multiply by the scale to get metres.
+    pub raw_position: Option<Vec3>,
+}
+
+/// The small per-frame summary the clip pipeline consumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameObservation {
+    pub frame_idx: u32,
+    pub hands: Vec<HandObservation>,
+    pub objects: Vec<ObjectObservation>,
+    pub camera_pose: Option<Pose>,
+}
+
+impl FrameObservation {
+    /// The hand of `side` if it is visible (enough valid joints).
+    pub fn visible_hand(&self, side: Side, min_joints: usize) -> Option<&HandObservation> {
+        self.hands
+            .iter()
+            .find(|h| h.side == side && h.n_valid() >= min_joints)
+    }
+
+    pub fn any_hand_visible(&self, min_joints: usize) -> bool {
+        self.hands.iter().any(|h| h.n_valid() >= min_joints)
+    }
+}
+
+/// Reduces one frame (see the module docs). Fails on a point map whose size disagrees with
+/// the intrinsics or on non-finite joints.
+pub fn observe_frame(
+    input: &FrameInput<'_>,
+    k: &Intrinsics,
+    cfg: &Config,
+) -> Result<FrameObservation> {
+    let pm = input.point_map;
+    if pm.width() != k.width || pm.height() != k.height {
+        return Err(Hand3dError::bad_input(
+            format!("frame {} point map", input.frame_idx),
+            format!(
+                "is {}x{}, intrinsics say {}x{}",
+                pm.width(),
+                pm.height(),
+                k.width,
+                k.height
+            ),
+        ));
+    }
+    let mut hands = Vec::with_capacity(input.hands.len());
+    for h in &input.hands {
+        if !h.joints.iter().flatten().all(|c| c.is_finite()) {
+            return Err(Hand3dError::bad_input(
+                format!("frame {} {} hand joints", input.frame_idx, h.side.as_str()),
+                "contain a non-finite coordinate",
+            ));
+        }
+        let mut valid = [false; N_JOINTS];
+        let mut map_z = [f32::NAN; N_JOINTS];
+        for j in 0..N_JOINTS {
+            let gt_ok = !cfg.visibility.use_gt_visibility || h.gt_visible.is_none_or(|v| v[j]);
+            let Some((u, v)) = k.project(h.joints[j]) else {
+                continue;
+            };
+            if !gt_ok || !k.contains(u, v) {
+                continue;
+            }
+            if let Some(p) = pm.sample_nearest(u, v) {
+                valid[j] = true;
+                map_z[j] = p[2];
+            }
+        }
+        hands.push(HandObservation {
+            side: h.side,
+            joints: h.joints,
+            valid,
+            map_z,
+        });
+    }
+    let mask: Vec<Capsule> = if cfg.objects.hand_mask_radius_m > 0.0 {
+        input
+            .hands
+            .iter()
+            .flat_map(|h| hand_capsules(&h.joints, k, cfg.objects.hand_mask_radius_m))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let objects = input
+        .objects
+        .iter()
+        .map(|o| ObjectObservation {
+            name: o.name.clone(),
+            bbox: o.bbox,
+            raw_position: raw_object_position(pm, k, o.bbox, &mask, &cfg.objects),
+        })
+        .collect();
+    Ok(FrameObservation {
+        frame_idx: input.frame_idx,
+        hands,
+        objects,
+        camera_pose: input.camera_pose,
+    })
+}

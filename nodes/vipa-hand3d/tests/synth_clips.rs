@@ -1,0 +1,89 @@
+//! The pipeline on real `vipa-synth` clips (feature `synth`):
+//! `cargo test -p vipa-hand3d --features synth --test synth_clips -- --nocapture`.
+
+use vipa_hand3d::answer::{Directions, parse_answer};
+use vipa_hand3d::backend::ScaledBackend;
+use vipa_hand3d::geometry::{norm, sub};
+use vipa_hand3d::synth::{SynthBackend, annotate_sidecar, clip_inputs, clip_seed};
+use vipa_hand3d::{Config, Hand3dError, Task, annotate_clip};
+use vipa_synth::{ClipTruth, SynthConfig, generate_clip};
+
+fn clip(seed: u64, index: u32) -> ClipTruth {
+    let cfg = SynthConfig {
+        width: 160,
+        height: 120,
+        fps: 10.0,
+        seconds: 4.0,
+    };
+    generate_clip(cfg, seed, index).unwrap().truth
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+fn palm(j: &[[f32; 3]; 21]) -> [f32; 3] {
+    let idx = [0usize, 5, 9, 13, 17];
+    [0, 1, 2].map(|a| idx.iter().map(|&i| j[i][a]).sum::<f32>() / 5.0)
+}
+
+#[test]
+fn synth_scale_recovery_and_answers_against_ground_truth() {
+    let mut scale_err_paper = Vec::new();
+    let mut scale_err_offset = Vec::new();
+    let mut dist_err = Vec::new();
+    let mut dir_ok = 0usize;
+    let mut n_answers = 0usize;
+    for index in 0..4 {
+        let truth = clip(7, index);
+        let factor = ScaledBackend::clip_factor(clip_seed(&truth.info));
+        let scaled = SynthBackend::Scaled(ScaledBackend::default());
+        let paper = Config::default();
+        let a = annotate_clip(&clip_inputs(&truth, scaled, &paper).unwrap(), &paper).unwrap();
+        scale_err_paper.push(a.stats.scale * factor - 1.0);
+        let mut cfg = Config::default();
+        cfg.calibration.surface_offset_m = 0.009;
+        let a = annotate_clip(&clip_inputs(&truth, scaled, &cfg).unwrap(), &cfg).unwrap();
+        scale_err_offset.push((a.stats.scale * factor - 1.0).abs());
+
+        // Sidecar backend: object answers against ground-truth centres.
+        let ann = annotate_clip(&clip_inputs(&truth, SynthBackend::Sidecar, &cfg).unwrap(), &cfg).unwrap();
+        for s in &ann.samples {
+            if !matches!(s.task, Task::SpatialRelation | Task::TaskCompletion) {
+                continue;
+            }
+            let f = *s.frame_idxs.last().unwrap() as usize;
+            let frame = &truth.frames[f];
+            let hand = frame.hands.iter().find(|h| h.side.as_str() == s.side.unwrap().as_str()).unwrap();
+            let obj = frame.objects.iter().find(|o| Some(&o.name) == s.object.as_ref()).unwrap();
+            let gt = sub(obj.centre_cam, palm(&hand.joints_cam));
+            let p = parse_answer(&s.answer).unwrap();
+            dist_err.push((p.value - norm(gt)).abs());
+            n_answers += 1;
+            dir_ok += usize::from(p.directions.score(Directions::of_translation(gt, cfg.qa.gamma)) == 3);
+        }
+    }
+    let within = dist_err.iter().filter(|e| **e <= 0.01).count() as f32 / dist_err.len() as f32;
+    println!(
+        "synth: scale bias (paper formula) {:?}; |err| with 9 mm offset {:?}; object answers {} \
+         median distance error {:.4} m, within 1 cm {:.2}, all 3 directions right {:.2}",
+        scale_err_paper,
+        scale_err_offset,
+        n_answers,
+        median(dist_err.clone()),
+        within,
+        dir_ok as f32 / n_answers as f32
+    );
+    assert!(median(scale_err_offset) < 0.01);
+    assert!(n_answers > 0);
+    assert!(median(dist_err) < 0.01);
+}
+
+#[test]
+fn missing_sidecar_is_one_clear_error() {
+    let path = std::path::Path::new("/nonexistent/clip_0042.truth.parquet");
+    let e = annotate_sidecar(path, SynthBackend::Sidecar, &Config::default()).unwrap_err();
+    assert!(matches!(e, Hand3dError::BadInput { .. }));
+    assert!(e.to_string().contains("clip_0042.truth.parquet"), "{e}");
+}
