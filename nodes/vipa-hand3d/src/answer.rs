@@ -57,7 +57,8 @@ impl Unit {
     }
 }
 
-const TRANSLATION_WORDS: [[&str; 2]; 3] = [["left", "right"], ["up", "down"], ["backward", "forward"]];
+const TRANSLATION_WORDS: [[&str; 2]; 3] =
+    [["left", "right"], ["up", "down"], ["backward", "forward"]];
 const ROTATION_WORDS: [[&str; 2]; 3] = [
     ["left", "right"],
     ["up", "down"],
@@ -293,14 +294,28 @@ pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a AnswerTruth, &'a str)>)
             }
         }
     }
-    let mean = |s: f64, k: usize| if k == 0 { f32::NAN } else { (s / k as f64) as f32 };
+    let mean = |s: f64, k: usize| {
+        if k == 0 {
+            f32::NAN
+        } else {
+            (s / k as f64) as f32
+        }
+    };
     Metrics {
         n,
         n_parsed,
-        parse_rate: if n == 0 { 0.0 } else { n_parsed as f32 / n as f32 },
+        parse_rate: if n == 0 {
+            0.0
+        } else {
+            n_parsed as f32 / n as f32
+        },
         distance_mae_m: mean(dist_sum, dist_n),
         degrees_mae: mean(deg_sum, deg_n),
-        direction_score: if n == 0 { 0.0 } else { dir_sum as f32 / n as f32 },
+        direction_score: if n == 0 {
+            0.0
+        } else {
+            dir_sum as f32 / n as f32
+        },
     }
 }
 
@@ -321,7 +336,10 @@ mod tests {
         // Small components get no word.
         assert_eq!(format_translation([0.2, 0.01, -0.05], 0.3), "right, 0.21m");
         let p = parse_answer("left, 12.384 degrees").unwrap();
-        assert_eq!((p.directions, p.value, p.unit), (Directions([-1, 0, 0]), 12.384, Unit::Degrees));
+        assert_eq!(
+            (p.directions, p.value, p.unit),
+            (Directions([-1, 0, 0]), 12.384, Unit::Degrees)
+        );
     }
 
     #[test]
@@ -331,7 +349,10 @@ mod tests {
         let fwd2 = [r[0][2], r[1][2], r[2][2]];
         assert!(fwd2[0] < 0.0, "optical axis turned left");
         let (axis, angle) = axis_angle(&r);
-        assert_eq!(format_rotation(axis, angle.to_degrees(), 0.3), "left, 12.384 degrees");
+        assert_eq!(
+            format_rotation(axis, angle.to_degrees(), 0.3),
+            "left, 12.384 degrees"
+        );
         // Tilt: optical axis toward −y is "up".
         let r = rotation_from_axis_angle([1.0, 0.0, 0.0], 0.2);
         assert!(r[1][2] < 0.0);
@@ -362,11 +383,19 @@ mod tests {
             value: 0.44,
             unit: Unit::Metres,
         };
-        let preds = ["left and down, 0.40m", "right and down and forward, 0.54m", "no idea"];
+        let preds = [
+            "left and down, 0.40m",
+            "right and down and forward, 0.54m",
+            "no idea",
+        ];
         let m = evaluate(preds.iter().map(|p| (&t, *p)));
         assert_eq!((m.n, m.n_parsed), (3, 2));
         assert!((m.parse_rate - 2.0 / 3.0).abs() < 1e-6);
-        assert!((m.distance_mae_m - 0.07).abs() < 1e-5, "{}", m.distance_mae_m);
+        assert!(
+            (m.distance_mae_m - 0.07).abs() < 1e-5,
+            "{}",
+            m.distance_mae_m
+        );
         // Scores 2 and 2 and 0 → 4/3.
         assert!((m.direction_score - 4.0 / 3.0).abs() < 1e-6);
     }

@@ -100,7 +100,11 @@ mod tests {
         let zs: Vec<f32> = pm.as_slice().chunks(3).map(|p| p[2]).collect();
         let mean = zs.iter().sum::<f32>() / zs.len() as f32;
         assert!((mean / (0.8 * f) - 1.0).abs() < 0.005, "mean {mean}");
-        let var = zs.iter().map(|z| (z / (0.8 * f) - 1.0).powi(2)).sum::<f32>() / zs.len() as f32;
+        let var = zs
+            .iter()
+            .map(|z| (z / (0.8 * f) - 1.0).powi(2))
+            .sum::<f32>()
+            / zs.len() as f32;
         assert!((var.sqrt() - 0.02).abs() < 0.004, "std {}", var.sqrt());
         assert_eq!(pm, b.point_map(&depth, &k, 11, 3).unwrap());
         assert_ne!(pm, b.point_map(&depth, &k, 11, 4).unwrap());

@@ -10,7 +10,7 @@ use crate::error::{Hand3dError, Result};
 use crate::objects::DEFAULT_CENTRAL_FRACTION;
 
 /// Everything `annotate_clip` and the dataset writer read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Seed for template choice, window lengths and sample subsets. Default 0.
@@ -21,20 +21,6 @@ pub struct Config {
     pub qa: QaConfig,
     pub action: ActionConfig,
     pub split: SplitConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            visibility: VisibilityConfig::default(),
-            calibration: CalibrationConfig::default(),
-            objects: ObjectsConfig::default(),
-            qa: QaConfig::default(),
-            action: ActionConfig::default(),
-            split: SplitConfig::default(),
-        }
-    }
 }
 
 /// Which joints count (see [`crate::observe`]).
@@ -257,43 +243,78 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let q = &self.qa;
         let a = &self.action;
-        check((1..=21).contains(&self.visibility.min_visible_joints), "visibility.min_visible_joints", || {
-            format!("is {}, must be 1..=21", self.visibility.min_visible_joints)
-        })?;
-        check(self.calibration.min_valid_joints >= 1, "calibration.min_valid_joints", || {
-            "must be at least 1".to_owned()
-        })?;
+        check(
+            (1..=21).contains(&self.visibility.min_visible_joints),
+            "visibility.min_visible_joints",
+            || format!("is {}, must be 1..=21", self.visibility.min_visible_joints),
+        )?;
+        check(
+            self.calibration.min_valid_joints >= 1,
+            "calibration.min_valid_joints",
+            || "must be at least 1".to_owned(),
+        )?;
         let off = self.calibration.surface_offset_m;
-        check(off.is_finite() && (0.0..0.1).contains(&off), "calibration.surface_offset_m", || {
-            format!("is {off}, must be in [0, 0.1) metres")
-        })?;
+        check(
+            off.is_finite() && (0.0..0.1).contains(&off),
+            "calibration.surface_offset_m",
+            || format!("is {off}, must be in [0, 0.1) metres"),
+        )?;
         let cf = self.objects.central_fraction;
         check(cf > 0.0 && cf <= 1.0, "objects.central_fraction", || {
             format!("is {cf}, must be in (0, 1]")
         })?;
         let hm = self.objects.hand_mask_radius_m;
-        check(hm.is_finite() && (0.0..0.1).contains(&hm), "objects.hand_mask_radius_m", || {
-            format!("is {hm}, must be in [0, 0.1) metres")
+        check(
+            hm.is_finite() && (0.0..0.1).contains(&hm),
+            "objects.hand_mask_radius_m",
+            || format!("is {hm}, must be in [0, 0.1) metres"),
+        )?;
+        check(
+            q.gamma.is_finite() && (0.0..0.577).contains(&q.gamma),
+            "qa.gamma",
+            || {
+                format!(
+                    "is {}, must be in [0, 0.577) so every vector gets a word",
+                    q.gamma
+                )
+            },
+        )?;
+        check(positive(q.sample_fps), "qa.sample_fps", || {
+            format!("is {}, must be > 0", q.sample_fps)
         })?;
-        check(q.gamma.is_finite() && (0.0..0.577).contains(&q.gamma), "qa.gamma", || {
-            format!("is {}, must be in [0, 0.577) so every vector gets a word", q.gamma)
+        check(q.max_context_frames >= 1, "qa.max_context_frames", || {
+            "must be ≥ 1".to_owned()
         })?;
-        check(positive(q.sample_fps), "qa.sample_fps", || format!("is {}, must be > 0", q.sample_fps))?;
-        check(q.max_context_frames >= 1, "qa.max_context_frames", || "must be ≥ 1".to_owned())?;
-        check(q.max_pair_gap >= 1, "qa.max_pair_gap", || "must be ≥ 1".to_owned())?;
-        check(q.camera_min_deg >= 0.0 && q.camera_min_m >= 0.0, "qa.camera_min_deg", || {
-            "camera thresholds must be ≥ 0".to_owned()
+        check(q.max_pair_gap >= 1, "qa.max_pair_gap", || {
+            "must be ≥ 1".to_owned()
         })?;
-        check(positive(a.chunk_s), "action.chunk_s", || format!("is {}, must be > 0", a.chunk_s))?;
-        check(positive(a.waypoints_per_s), "action.waypoints_per_s", || {
-            format!("is {}, must be > 0", a.waypoints_per_s)
+        check(
+            q.camera_min_deg >= 0.0 && q.camera_min_m >= 0.0,
+            "qa.camera_min_deg",
+            || "camera thresholds must be ≥ 0".to_owned(),
+        )?;
+        check(positive(a.chunk_s), "action.chunk_s", || {
+            format!("is {}, must be > 0", a.chunk_s)
         })?;
-        check(a.min_waypoints >= 2, "action.min_waypoints", || "must be ≥ 2".to_owned())?;
-        check(a.min_motion_m >= 0.0, "action.min_motion_m", || "must be ≥ 0".to_owned())?;
-        check(positive(a.max_gap_s), "action.max_gap_s", || "must be > 0".to_owned())?;
-        check(positive(a.description_segment_s), "action.description_segment_s", || {
+        check(
+            positive(a.waypoints_per_s),
+            "action.waypoints_per_s",
+            || format!("is {}, must be > 0", a.waypoints_per_s),
+        )?;
+        check(a.min_waypoints >= 2, "action.min_waypoints", || {
+            "must be ≥ 2".to_owned()
+        })?;
+        check(a.min_motion_m >= 0.0, "action.min_motion_m", || {
+            "must be ≥ 0".to_owned()
+        })?;
+        check(positive(a.max_gap_s), "action.max_gap_s", || {
             "must be > 0".to_owned()
         })?;
+        check(
+            positive(a.description_segment_s),
+            "action.description_segment_s",
+            || "must be > 0".to_owned(),
+        )?;
         let tf = self.split.test_fraction;
         check((0.0..=1.0).contains(&tf), "split.test_fraction", || {
             format!("is {tf}, must be in [0, 1]")

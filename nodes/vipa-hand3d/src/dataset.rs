@@ -57,8 +57,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -260,7 +260,10 @@ impl DatasetWriter {
     /// Writes a clip's shard (temp name, then rename).
     pub fn write_clip(&mut self, ann: &ClipAnnotations) -> Result<usize> {
         check_clip_id(&ann.clip_id)?;
-        let path = self.root.join(SHARDS).join(format!("{}.parquet", ann.clip_id));
+        let path = self
+            .root
+            .join(SHARDS)
+            .join(format!("{}.parquet", ann.clip_id));
         let tmp = tmp_path(&path);
         write_shard(&tmp, ann)?;
         fs::rename(&tmp, &path).map_err(|e| Hand3dError::io(&path, e))?;
@@ -297,7 +300,11 @@ impl DatasetWriter {
             let (rows, stats) = read_shard_meta(&self.root.join(&rel))?;
             clips.push(ClipEntry {
                 clip_id: clip_id.clone(),
-                split: Split::of_clip(clip_id, self.config.split.seed, self.config.split.test_fraction),
+                split: Split::of_clip(
+                    clip_id,
+                    self.config.split.seed,
+                    self.config.split.test_fraction,
+                ),
                 shard: rel,
                 rows,
                 stats,
@@ -319,7 +326,10 @@ impl DatasetWriter {
         };
         for c in &clips {
             counts.samples += c.rows;
-            *counts.per_split.entry(c.split.as_str().to_owned()).or_insert(0) += c.rows;
+            *counts
+                .per_split
+                .entry(c.split.as_str().to_owned())
+                .or_insert(0) += c.rows;
             counts.frames_no_hand += c.stats.frames_no_hand;
             counts.action_chunks_filtered_static += c.stats.action.filtered_static;
             for (task, n) in &c.stats.samples_per_task {
@@ -427,7 +437,9 @@ fn to_batch(ann: &ClipAnnotations) -> Result<RecordBatch, arrow::error::ArrowErr
         strings(&|_, x| x.side.map(|v| v.as_str().to_owned())),
         strings(&|_, x| x.object.clone()),
         Arc::new(dirs.finish()),
-        Arc::new(Float32Array::from_iter(s.iter().map(|x| x.truth.map(|t| t.value)))),
+        Arc::new(Float32Array::from_iter(
+            s.iter().map(|x| x.truth.map(|t| t.value)),
+        )),
         strings(&|_, x| x.truth.map(|t| t.unit.as_str().to_owned())),
         Arc::new(vector.finish()),
         Arc::new(cam.finish()),
@@ -456,11 +468,15 @@ fn write_shard(path: &Path, ann: &ClipAnnotations) -> Result<()> {
 
 fn read_shard_meta(path: &Path) -> Result<(usize, ClipStats)> {
     let file = fs::File::open(path).map_err(|e| Hand3dError::io(path, e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Hand3dError::shard(path, e))?;
+    let b =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Hand3dError::shard(path, e))?;
     let md = b.metadata().file_metadata();
     let rows = usize::try_from(md.num_rows()).map_err(|e| Hand3dError::shard(path, e))?;
     let kv = md.key_value_metadata().cloned().unwrap_or_default();
-    let version = kv.iter().find(|k| k.key == SCHEMA_KEY).and_then(|k| k.value.clone());
+    let version = kv
+        .iter()
+        .find(|k| k.key == SCHEMA_KEY)
+        .and_then(|k| k.value.clone());
     if version.as_deref() != Some(&DATASET_SCHEMA_VERSION.to_string()) {
         return Err(Hand3dError::shard(
             path,
@@ -482,7 +498,12 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Re
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
-        .ok_or_else(|| Hand3dError::shard(path, format!("column `{name}` missing or of the wrong type")))
+        .ok_or_else(|| {
+            Hand3dError::shard(
+                path,
+                format!("column `{name}` missing or of the wrong type"),
+            )
+        })
 }
 
 fn read_shard(path: &Path) -> Result<Vec<Sample>> {
@@ -584,10 +605,11 @@ impl DatasetReader {
                 "{e}: no finished dataset here (the manifest is written last; re-run the annotation to finish it)"
             ),
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Hand3dError::Manifest {
-            path: path.clone(),
-            problem: format!("corrupt manifest: {e}"),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| Hand3dError::Manifest {
+                path: path.clone(),
+                problem: format!("corrupt manifest: {e}"),
+            })?;
         if manifest.dataset_schema_version != DATASET_SCHEMA_VERSION {
             return Err(Hand3dError::Manifest {
                 path,
@@ -621,7 +643,11 @@ impl DatasetReader {
         if samples.len() != entry.rows {
             return Err(Hand3dError::shard(
                 &path,
-                format!("has {} rows, the manifest says {}", samples.len(), entry.rows),
+                format!(
+                    "has {} rows, the manifest says {}",
+                    samples.len(),
+                    entry.rows
+                ),
             ));
         }
         Ok(samples)
@@ -639,7 +665,13 @@ impl DatasetReader {
     /// The samples of a split, restricted to `tasks` (all tasks when empty), shuffled
     /// deterministically by `(seed, epoch)`: the same pair gives the same order on every
     /// machine, a new epoch gives a new order.
-    pub fn epoch(&self, split: Split, tasks: &[Task], seed: u64, epoch: u64) -> Result<Vec<Sample>> {
+    pub fn epoch(
+        &self,
+        split: Split,
+        tasks: &[Task],
+        seed: u64,
+        epoch: u64,
+    ) -> Result<Vec<Sample>> {
         let mut all = self.samples(split)?;
         if !tasks.is_empty() {
             all.retain(|s| tasks.contains(&s.task));

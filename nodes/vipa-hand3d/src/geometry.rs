@@ -256,15 +256,12 @@ pub fn axis_angle(r: &[[f32; 3]; 3]) -> (Vec3, f32) {
     if n > 1e-6 {
         return (w.map(|c| (c / n) as f32), angle as f32);
     }
-    // Angle ≈ π: the axis is the column of R + I with the largest norm.
+    // Angle ≈ π: R + I = 2uuᵀ is symmetric, so its row (= column) with the largest norm is
+    // a multiple of the axis.
     let mut best = [0.0f64; 3];
     let mut best_n = 0.0;
-    for j in 0..3 {
-        let col = [
-            r[0][j] + f64::from(u8::from(j == 0)),
-            r[1][j] + f64::from(u8::from(j == 1)),
-            r[2][j] + f64::from(u8::from(j == 2)),
-        ];
+    for (j, row) in r.iter().enumerate() {
+        let col: [f64; 3] = std::array::from_fn(|i| row[i] + f64::from(u8::from(i == j)));
         let cn = (col[0] * col[0] + col[1] * col[1] + col[2] * col[2]).sqrt();
         if cn > best_n {
             best_n = cn;

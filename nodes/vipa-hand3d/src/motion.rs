@@ -62,7 +62,7 @@ pub fn parse_token_text(text: &str) -> Option<Vec<[u32; 3]>> {
         flat.push(bin);
         rest = &after[end + 1..];
     }
-    if flat.len() % 3 != 0 {
+    if !flat.len().is_multiple_of(3) {
         return None;
     }
     Some(flat.chunks(3).map(|c| [c[0], c[1], c[2]]).collect())
@@ -110,7 +110,8 @@ pub fn wrist_chunks(side: Side, track: &[WristSample], cfg: &ActionConfig) -> Ve
     let mut out = Vec::new();
     let mut seg_start = 0;
     for i in 1..=track.len() {
-        let split = i == track.len() || track[i].time_s - track[i - 1].time_s > f64::from(cfg.max_gap_s);
+        let split =
+            i == track.len() || track[i].time_s - track[i - 1].time_s > f64::from(cfg.max_gap_s);
         if split {
             chunk_segment(side, &track[seg_start..i], cfg, &mut out);
             seg_start = i;
@@ -143,7 +144,11 @@ fn chunk_segment(side: Side, seg: &[WristSample], cfg: &ActionConfig, out: &mut 
             }
             let a = &seg[j];
             let b = seg.get(j + 1).unwrap_or(a);
-            let nearest = if (t - a.time_s).abs() <= (b.time_s - t).abs() { a } else { b };
+            let nearest = if (t - a.time_s).abs() <= (b.time_s - t).abs() {
+                a
+            } else {
+                b
+            };
             let ref_pose = *reference.get_or_insert(nearest.pose);
             let pa = to_reference(a, ref_pose);
             let pb = to_reference(b, ref_pose);
@@ -257,7 +262,12 @@ pub fn action_samples(
         let tokens = chunk.tokens();
         let text = tokens_to_text(&tokens);
         let secs = chunk.points.len() as f32 / cfg.waypoints_per_s;
-        let base = |task: Task, template: usize, frames: Vec<u32>, q: String, a: String, toks: &[[u32; 3]]| Sample {
+        let base = |task: Task,
+                    template: usize,
+                    frames: Vec<u32>,
+                    q: String,
+                    a: String,
+                    toks: &[[u32; 3]]| Sample {
             clip_id: clip_id.to_owned(),
             task,
             frame_idxs: frames,
@@ -274,11 +284,24 @@ pub fn action_samples(
         if cfg.motion_generation {
             let t = rng.random_range(0..GENERATION_TEMPLATES.len());
             let q = fill(GENERATION_TEMPLATES[t], chunk.side, instruction, "", secs);
-            out.push(base(Task::MotionGeneration, t, vec![chunk.frame_idxs[0]], q, text.clone(), &tokens));
+            out.push(base(
+                Task::MotionGeneration,
+                t,
+                vec![chunk.frame_idxs[0]],
+                q,
+                text.clone(),
+                &tokens,
+            ));
         }
         if cfg.motion_translation {
             let t = rng.random_range(0..TRANSLATION_TEMPLATES.len());
-            let q = fill(TRANSLATION_TEMPLATES[t], chunk.side, instruction, &text, secs);
+            let q = fill(
+                TRANSLATION_TEMPLATES[t],
+                chunk.side,
+                instruction,
+                &text,
+                secs,
+            );
             let a = describe_motion(chunk.side, &chunk.points, cfg, gamma);
             out.push(base(Task::MotionTranslation, t, Vec::new(), q, a, &tokens));
         }
@@ -352,7 +375,11 @@ mod tests {
                 WristSample {
                     time_s: t,
                     frame_idx: i as u32,
-                    position: [v[0] * t as f32, 0.1 + v[1] * t as f32, 0.5 + v[2] * t as f32],
+                    position: [
+                        v[0] * t as f32,
+                        0.1 + v[1] * t as f32,
+                        0.5 + v[2] * t as f32,
+                    ],
                     pose: None,
                 }
             })
@@ -369,7 +396,10 @@ mod tests {
         let track = line_track(150, 30.0, [0.04, 0.0, 0.0]);
         let chunks = wrist_chunks(Side::Right, &track, &cfg);
         // Chunks [0,2), [2,4), [4,4.97]: 8, 8 and 4 waypoints at 4 Hz.
-        assert_eq!(chunks.iter().map(|c| c.points.len()).collect::<Vec<_>>(), vec![8, 8, 4]);
+        assert_eq!(
+            chunks.iter().map(|c| c.points.len()).collect::<Vec<_>>(),
+            vec![8, 8, 4]
+        );
         let p = chunks[1].points[3]; // t = 2.75 s
         assert!((p[0] - 0.11).abs() < 1e-5, "{p:?}");
         assert_eq!(chunks[1].frame_idxs[0], 60);
@@ -377,7 +407,10 @@ mod tests {
         let mut gapped = track.clone();
         gapped.drain(40..70);
         let c2 = wrist_chunks(Side::Right, &gapped, &cfg);
-        assert!(c2.iter().all(|c| c.frame_idxs.iter().all(|&f| !(40..70).contains(&f))));
+        assert!(
+            c2.iter()
+                .all(|c| c.frame_idxs.iter().all(|&f| !(40..70).contains(&f)))
+        );
     }
 
     #[test]
@@ -423,7 +456,10 @@ mod tests {
         }
         let d = describe_motion(Side::Right, &pts, &cfg, 0.3);
         let lf = (2.0f32 * 0.15 * 0.15).sqrt();
-        assert_eq!(d, format!("move the right hand left and forward by {lf:.2}m, then down by 0.10m"));
+        assert_eq!(
+            d,
+            format!("move the right hand left and forward by {lf:.2}m, then down by 0.10m")
+        );
     }
 
     #[test]

@@ -129,12 +129,29 @@ impl Capsule {
 
 /// Parent of each joint in the MANO-21 / MediaPipe order, plus the palm's cross bones.
 const BONES: [(usize, usize); 23] = [
-    (0, 1), (1, 2), (2, 3), (3, 4),
-    (0, 5), (5, 6), (6, 7), (7, 8),
-    (0, 9), (9, 10), (10, 11), (11, 12),
-    (0, 13), (13, 14), (14, 15), (15, 16),
-    (0, 17), (17, 18), (18, 19), (19, 20),
-    (5, 9), (9, 13), (13, 17),
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (0, 5),
+    (5, 6),
+    (6, 7),
+    (7, 8),
+    (0, 9),
+    (9, 10),
+    (10, 11),
+    (11, 12),
+    (0, 13),
+    (13, 14),
+    (14, 15),
+    (15, 16),
+    (0, 17),
+    (17, 18),
+    (18, 19),
+    (19, 20),
+    (5, 9),
+    (9, 13),
+    (13, 17),
 ];
 
 /// The 2D capsules covering a hand's bones: each bone projected, radius `radius_m` projected at
@@ -189,9 +206,10 @@ mod tests {
         let (u1, v1) = k.project([c[0] + r, c[1] + r, c[2]]).unwrap();
         let bbox = [u0, v0, u1, v1];
         let p = surface_position(&pm, bbox, DEFAULT_CENTRAL_FRACTION, &[]).unwrap();
-        assert!((p[0] - c[0]).abs() < 0.005, "x {p:?}");
-        assert!((p[1] - c[1]).abs() < 0.005, "y {p:?}");
-        // Front-surface bias: between 0.8 r and r closer than the centre.
+        // The front-surface estimate lies on the viewing ray through the centre...
+        assert!((p[0] / p[2] - c[0] / c[2]).abs() < 0.005, "x {p:?}");
+        assert!((p[1] / p[2] - c[1] / c[2]).abs() < 0.005, "y {p:?}");
+        // ...short of it by 0.8–1 radius (the front-surface bias).
         let bias = c[2] - p[2];
         assert!(bias > 0.8 * r && bias < r, "bias {bias}");
         // The whole box (fraction 1) lets the wall in: the median z is pulled further back
@@ -201,7 +219,10 @@ mod tests {
         // The thickness prior removes most of the bias: within 3 mm of the true centre.
         let cfg = ObjectsConfig::default();
         let q = raw_object_position(&pm, &k, bbox, &[], &cfg).unwrap();
-        assert!(norm(crate::geometry::sub(q, c)) < 0.003, "completed {q:?} vs {c:?}");
+        assert!(
+            norm(crate::geometry::sub(q, c)) < 0.003,
+            "completed {q:?} vs {c:?}"
+        );
         // Scale equivariance: the estimate on s·P is s times the estimate on P.
         let s = 2.5;
         let qs = raw_object_position(&pm.scaled(s), &k, bbox, &[], &cfg).unwrap();
@@ -235,11 +256,19 @@ mod tests {
         let bbox = [12.0, 12.0, 28.0, 28.0];
         let unmasked = surface_position(&pm, bbox, 1.0, &[]).unwrap();
         assert!(unmasked[2] < 1.0 - 1e-3 || unmasked[2] > 0.0);
-        let finger = Capsule { a: (20.0, 0.0), b: (20.0, 40.0), radius: 3.5 };
+        let finger = Capsule {
+            a: (20.0, 0.0),
+            b: (20.0, 40.0),
+            radius: 3.5,
+        };
         let masked = surface_position(&pm, bbox, 1.0, &[finger]).unwrap();
         assert!((masked[2] - 1.0).abs() < 1e-5, "{masked:?}");
         // Everything masked: fall back to all points.
-        let all = Capsule { a: (20.0, 20.0), b: (20.0, 20.0), radius: 100.0 };
+        let all = Capsule {
+            a: (20.0, 20.0),
+            b: (20.0, 20.0),
+            radius: 100.0,
+        };
         assert!(surface_position(&pm, bbox, 1.0, &[all]).is_some());
         assert!(all.contains(0.0, 0.0) && !finger.contains(10.0, 20.0));
     }

@@ -152,7 +152,8 @@ pub fn annotate_clip(inputs: &ClipInputs, cfg: &Config) -> Result<ClipAnnotation
     }
 
     // Metric frames.
-    let by_idx: BTreeMap<u32, &FrameObservation> = visible.iter().map(|f| (f.frame_idx, *f)).collect();
+    let by_idx: BTreeMap<u32, &FrameObservation> =
+        visible.iter().map(|f| (f.frame_idx, *f)).collect();
     let mut calibrated = Vec::with_capacity(scales.len());
     for (idx, s) in &scales {
         let Some(f) = by_idx.get(idx) else { continue };
@@ -193,12 +194,15 @@ pub fn annotate_clip(inputs: &ClipInputs, cfg: &Config) -> Result<ClipAnnotation
         let track: Vec<WristSample> = calibrated
             .iter()
             .filter_map(|f| {
-                f.hands.iter().find(|h| h.side == side).map(|h| WristSample {
-                    time_s: f.time_s,
-                    frame_idx: f.frame_idx,
-                    position: h.joints[0],
-                    pose: f.pose,
-                })
+                f.hands
+                    .iter()
+                    .find(|h| h.side == side)
+                    .map(|h| WristSample {
+                        time_s: f.time_s,
+                        frame_idx: f.frame_idx,
+                        position: h.joints[0],
+                        pose: f.pose,
+                    })
             })
             .collect();
         chunks.extend(wrist_chunks(side, &track, &cfg.action));

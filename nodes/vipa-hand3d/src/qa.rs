@@ -115,10 +115,11 @@ pub fn sample_frames(frames: &[CalibratedFrame], t0: f64, sample_fps: f32) -> Ve
         if tick > last.time_s + 0.5 * period {
             break;
         }
-        let best = frames
-            .iter()
-            .enumerate()
-            .min_by(|a, b| (a.1.time_s - tick).abs().total_cmp(&(b.1.time_s - tick).abs()));
+        let best = frames.iter().enumerate().min_by(|a, b| {
+            (a.1.time_s - tick)
+                .abs()
+                .total_cmp(&(b.1.time_s - tick).abs())
+        });
         if let Some((i, f)) = best
             && (f.time_s - tick).abs() <= 0.5 * period
             && out.last() != Some(&i)
@@ -165,7 +166,16 @@ pub fn visual_samples(
                 }
             }
         }
-        emit(&mut out, clip_id, Task::SpatialRelation, cands, &SPATIAL_TEMPLATES, instruction, cfg, &mut rng);
+        emit(
+            &mut out,
+            clip_id,
+            Task::SpatialRelation,
+            cands,
+            &SPATIAL_TEMPLATES,
+            instruction,
+            cfg,
+            &mut rng,
+        );
     }
 
     if cfg.task_completion
@@ -187,7 +197,16 @@ pub fn visual_samples(
                 });
             }
         }
-        emit(&mut out, clip_id, Task::TaskCompletion, cands, &TASK_TEMPLATES, instruction, cfg, &mut rng);
+        emit(
+            &mut out,
+            clip_id,
+            Task::TaskCompletion,
+            cands,
+            &TASK_TEMPLATES,
+            instruction,
+            cfg,
+            &mut rng,
+        );
     }
 
     if cfg.hand_movement {
@@ -214,7 +233,16 @@ pub fn visual_samples(
                 }
             }
         }
-        emit(&mut out, clip_id, Task::HandMovement, cands, &HAND_TEMPLATES, instruction, cfg, &mut rng);
+        emit(
+            &mut out,
+            clip_id,
+            Task::HandMovement,
+            cands,
+            &HAND_TEMPLATES,
+            instruction,
+            cfg,
+            &mut rng,
+        );
     }
 
     if cfg.camera_movement {
@@ -241,7 +269,16 @@ pub fn visual_samples(
                 });
             }
         }
-        emit(&mut out, clip_id, Task::CameraMovement, cands, &CAMERA_TEMPLATES, instruction, cfg, &mut rng);
+        emit(
+            &mut out,
+            clip_id,
+            Task::CameraMovement,
+            cands,
+            &CAMERA_TEMPLATES,
+            instruction,
+            cfg,
+            &mut rng,
+        );
     }
     out
 }

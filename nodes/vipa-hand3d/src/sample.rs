@@ -51,7 +51,10 @@ impl Task {
     pub fn is_visual(self) -> bool {
         matches!(
             self,
-            Task::SpatialRelation | Task::TaskCompletion | Task::HandMovement | Task::CameraMovement
+            Task::SpatialRelation
+                | Task::TaskCompletion
+                | Task::HandMovement
+                | Task::CameraMovement
         )
     }
 }

@@ -124,7 +124,11 @@ pub fn clip_inputs(truth: &ClipTruth, backend: SynthBackend, cfg: &Config) -> Re
 
 /// Reads a sidecar and annotates its clip. A missing or corrupt sidecar is a
 /// [`Hand3dError::BadInput`] naming the file.
-pub fn annotate_sidecar(path: &Path, backend: SynthBackend, cfg: &Config) -> Result<ClipAnnotations> {
+pub fn annotate_sidecar(
+    path: &Path,
+    backend: SynthBackend,
+    cfg: &Config,
+) -> Result<ClipAnnotations> {
     let truth = read_clip_truth(path).map_err(|e| {
         Hand3dError::bad_input(
             format!("sidecar {}", path.display()),

@@ -1,4 +1,5 @@
 //! Dataset writer crash safety, resume, reader counts and shuffling.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -41,12 +42,21 @@ fn cfg() -> Config {
     c
 }
 
-fn run(root: &Path, items: &[(String, Result<ClipAnnotations, Hand3dError>)], cfg: &Config, stop_after: Option<usize>) {
+fn run(
+    root: &Path,
+    items: &[(String, Result<ClipAnnotations, Hand3dError>)],
+    cfg: &Config,
+    stop_after: Option<usize>,
+) {
     let mut w = DatasetWriter::open(root, cfg).unwrap();
     for (i, (id, ann)) in items.iter().enumerate() {
         if stop_after == Some(i) {
             // Simulated crash: a half-written shard is left behind and finish() never runs.
-            fs::write(root.join("shards").join(format!(".{id}.parquet.tmp")), b"PAR1 garbage").unwrap();
+            fs::write(
+                root.join("shards").join(format!(".{id}.parquet.tmp")),
+                b"PAR1 garbage",
+            )
+            .unwrap();
             return;
         }
         if w.is_done(id) {
@@ -54,7 +64,10 @@ fn run(root: &Path, items: &[(String, Result<ClipAnnotations, Hand3dError>)], cf
         }
         let res = match ann {
             Ok(a) => Ok(a.clone()),
-            Err(e) => Err(Hand3dError::BadInput { what: "clip".into(), problem: e.to_string() }),
+            Err(e) => Err(Hand3dError::BadInput {
+                what: "clip".into(),
+                problem: e.to_string(),
+            }),
         };
         w.record(id, res).unwrap();
     }
@@ -66,12 +79,21 @@ fn listing(root: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
-    v.push(("manifest.json".into(), fs::read(root.join("manifest.json")).unwrap()));
-    v.push(("config.json".into(), fs::read(root.join("config.json")).unwrap()));
+    v.push((
+        "manifest.json".into(),
+        fs::read(root.join("manifest.json")).unwrap(),
+    ));
+    v.push((
+        "config.json".into(),
+        fs::read(root.join("config.json")).unwrap(),
+    ));
     v
 }
 
@@ -83,11 +105,17 @@ fn interrupted_then_resumed_run_equals_an_uninterrupted_run() {
     let b = tempfile::tempdir().unwrap();
     run(a.path(), &items, &cfg, None);
     run(b.path(), &items, &cfg, Some(4));
-    assert!(!b.path().join("manifest.json").exists(), "no manifest before finish");
+    assert!(
+        !b.path().join("manifest.json").exists(),
+        "no manifest before finish"
+    );
     assert!(DatasetReader::open(b.path()).is_err());
     run(b.path(), &items, &cfg, None);
     let (la, lb) = (listing(a.path()), listing(b.path()));
-    assert_eq!(la.iter().map(|x| &x.0).collect::<Vec<_>>(), lb.iter().map(|x| &x.0).collect::<Vec<_>>());
+    assert_eq!(
+        la.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        lb.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
     assert!(la == lb, "shard or manifest bytes differ");
     // Five shards, one skip with its reason; no temp files left.
     let r = DatasetReader::open(a.path()).unwrap();
@@ -115,7 +143,10 @@ fn reader_counts_match_manifest_and_shuffles_are_deterministic() {
     for split in [Split::Train, Split::Test] {
         let samples = r.samples(split).unwrap();
         assert_eq!(samples.len(), r.count(split));
-        assert_eq!(samples.len(), m.counts.per_split.get(split.as_str()).copied().unwrap_or(0));
+        assert_eq!(
+            samples.len(),
+            m.counts.per_split.get(split.as_str()).copied().unwrap_or(0)
+        );
         // Per-task counts agree with the manifest.
         for t in Task::ALL {
             let n = samples.iter().filter(|s| s.task == t).count();
@@ -130,12 +161,19 @@ fn reader_counts_match_manifest_and_shuffles_are_deterministic() {
         }
         // Clips stay in one split.
         for s in &samples {
-            assert_eq!(Split::of_clip(&s.clip_id, cfg.split.seed, cfg.split.test_fraction), split);
+            assert_eq!(
+                Split::of_clip(&s.clip_id, cfg.split.seed, cfg.split.test_fraction),
+                split
+            );
         }
         total += samples.len();
     }
     assert_eq!(total, m.counts.samples);
-    assert!(r.count(Split::Test) > 0 && r.count(Split::Train) > 0, "{:?}", m.counts);
+    assert!(
+        r.count(Split::Test) > 0 && r.count(Split::Train) > 0,
+        "{:?}",
+        m.counts
+    );
     // Samples read back equal what was annotated.
     let first = items.iter().find_map(|(_, a)| a.as_ref().ok()).unwrap();
     let entry = m.clips.iter().find(|c| c.clip_id == first.clip_id).unwrap();
@@ -146,15 +184,30 @@ fn reader_counts_match_manifest_and_shuffles_are_deterministic() {
     let e1 = r.epoch(Split::Train, &[], 7, 1).unwrap();
     assert_eq!(e0, e0b);
     assert_ne!(e0, e1);
-    let mut a: Vec<String> = e0.iter().map(|s| format!("{}{}", s.clip_id, s.question)).collect();
-    let mut b: Vec<String> = e1.iter().map(|s| format!("{}{}", s.clip_id, s.question)).collect();
+    let mut a: Vec<String> = e0
+        .iter()
+        .map(|s| format!("{}{}", s.clip_id, s.question))
+        .collect();
+    let mut b: Vec<String> = e1
+        .iter()
+        .map(|s| format!("{}{}", s.clip_id, s.question))
+        .collect();
     a.sort();
     b.sort();
     assert_eq!(a, b, "an epoch is a permutation");
-    let visual = r.epoch(Split::Train, &[Task::SpatialRelation, Task::TaskCompletion], 7, 0).unwrap();
+    let visual = r
+        .epoch(
+            Split::Train,
+            &[Task::SpatialRelation, Task::TaskCompletion],
+            7,
+            0,
+        )
+        .unwrap();
     assert!(!visual.is_empty() && visual.iter().all(|s| s.task.is_visual()));
     // Recorded outcome type is exposed for nodes.
-    let _ = Recorded::Skipped { reason: String::new() };
+    let _ = Recorded::Skipped {
+        reason: String::new(),
+    };
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Done-when criteria of the annotation issue on procedural scenes (see `common`).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -51,11 +52,17 @@ fn scaled_backend_scale_is_recovered_within_one_percent() {
         predicted_bias.push(median(zs));
     }
     let med = median(errs_offset.clone());
-    assert!(med < 0.01, "median relative scale error {med}, all {errs_offset:?}");
+    assert!(
+        med < 0.01,
+        "median relative scale error {med}, all {errs_offset:?}"
+    );
     // The uncorrected formula over-estimates the scale by ≈ r / z, as predicted.
     let (measured, predicted) = (median(errs_paper), median(predicted_bias));
     assert!(measured > 0.005, "bias {measured}");
-    assert!((measured - predicted).abs() < 0.004, "measured {measured}, predicted {predicted}");
+    assert!(
+        (measured - predicted).abs() < 0.004,
+        "measured {measured}, predicted {predicted}"
+    );
 }
 
 #[test]
@@ -70,7 +77,11 @@ fn per_frame_calibration_also_recovers_the_scale() {
         &cfg,
     )
     .unwrap();
-    assert!((ann.stats.scale * factor - 1.0).abs() < 0.01, "{:?}", ann.stats);
+    assert!(
+        (ann.stats.scale * factor - 1.0).abs() < 0.01,
+        "{:?}",
+        ann.stats
+    );
     assert_eq!(ann.stats.frames_uncalibrated, 0);
 }
 
@@ -80,12 +91,18 @@ fn check_answer(answer: &str, truth: [f32; 3], gamma: f32, what: &str) {
     let p = parse_answer(answer).unwrap_or_else(|| panic!("{what}: unparseable {answer}"));
     assert_eq!(p.unit, Unit::Metres);
     let d = norm(truth);
-    assert!((p.value - d).abs() <= 0.01, "{what}: {answer} vs truth {truth:?} ({d:.3} m)");
+    assert!(
+        (p.value - d).abs() <= 0.01,
+        "{what}: {answer} vs truth {truth:?} ({d:.3} m)"
+    );
     let want = Directions::of_translation(truth, gamma);
     for a in 0..3 {
         let share = (truth[a] / d).abs();
         if (share - gamma).abs() > 0.03 {
-            assert_eq!(p.directions.0[a], want.0[a], "{what}: axis {a} of {answer} vs {truth:?}");
+            assert_eq!(
+                p.directions.0[a], want.0[a],
+                "{what}: axis {a} of {answer} vs {truth:?}"
+            );
         }
     }
 }
@@ -118,7 +135,9 @@ fn sidecar_answers_match_ground_truth_geometry() {
                 let (a, b) = (s.frame_idxs[0], s.frame_idxs[1]);
                 let side = s.side.unwrap();
                 // Second palm moved into the first frame's camera through the world.
-                let pb = scene.pose(a).apply_inverse(scene.pose(b).apply(scene.palm_cam(side, b)));
+                let pb = scene
+                    .pose(a)
+                    .apply_inverse(scene.pose(b).apply(scene.palm_cam(side, b)));
                 check_answer(&s.answer, sub(pb, scene.palm_cam(side, a)), g, &s.question);
             }
             Task::CameraMovement => {
@@ -128,10 +147,23 @@ fn sidecar_answers_match_ground_truth_geometry() {
                 assert_eq!(clauses.len(), 2, "{}", s.answer);
                 // Pure pan of pan_deg·dt about +y: "left" for a negative pan.
                 assert_eq!(clauses[0].unit, Unit::Degrees);
-                assert!((clauses[0].value - scene.pan_deg.abs() * dt).abs() < 0.01, "{}", s.answer);
-                assert_eq!(clauses[0].directions, Directions([-1, 0, 0]), "{}", s.answer);
+                assert!(
+                    (clauses[0].value - scene.pan_deg.abs() * dt).abs() < 0.01,
+                    "{}",
+                    s.answer
+                );
+                assert_eq!(
+                    clauses[0].directions,
+                    Directions([-1, 0, 0]),
+                    "{}",
+                    s.answer
+                );
                 let trans = scene.pose(a).apply_inverse(scene.pose(b).translation);
-                assert!((clauses[1].value - norm(trans)).abs() <= 0.006, "{}", s.answer);
+                assert!(
+                    (clauses[1].value - norm(trans)).abs() <= 0.006,
+                    "{}",
+                    s.answer
+                );
             }
             _ => {
                 // Action tasks: tokens decode to the true wrist within half a bin (+ the
@@ -173,7 +205,11 @@ fn action_tokens_decode_to_the_true_wrist_track() {
     let cfg = Config::default();
     let scene = Scene::basic("track", 4);
     let ann = annotate_clip(&scene.inputs(Backend::Sidecar, &cfg), &cfg).unwrap();
-    let generation: Vec<_> = ann.samples.iter().filter(|s| s.task == Task::MotionGeneration).collect();
+    let generation: Vec<_> = ann
+        .samples
+        .iter()
+        .filter(|s| s.task == Task::MotionGeneration)
+        .collect();
     // 11.9 s at 4 waypoints/s → a 10 s chunk and a 1.9 s tail; the wrist covers 0.19 m in
     // 11.9 s, so the tail moves < 3 cm (under min_motion_m = 5 cm) and is filtered.
     assert_eq!(generation.len(), 1, "{:?}", ann.stats);
@@ -192,7 +228,10 @@ fn action_tokens_decode_to_the_true_wrist_track() {
         let truth = [0, 1, 2].map(|a| w[a] + tt * (we[a] - w[a]));
         let dec = BINS.decode(*t);
         for a in 0..3 {
-            assert!((dec[a] - truth[a]).abs() <= 0.5e-3 + 1e-5, "waypoint {i}: {dec:?} vs {truth:?}");
+            assert!(
+                (dec[a] - truth[a]).abs() <= 0.5e-3 + 1e-5,
+                "waypoint {i}: {dec:?} vs {truth:?}"
+            );
         }
     }
 }
@@ -235,7 +274,12 @@ fn templates_and_samples_are_deterministic_by_seed() {
     cfg2.seed = 1;
     let c = annotate_clip(&inputs, &cfg2).unwrap();
     assert_eq!(a.samples.len(), c.samples.len());
-    assert!(a.samples.iter().zip(&c.samples).any(|(x, y)| x.template != y.template));
+    assert!(
+        a.samples
+            .iter()
+            .zip(&c.samples)
+            .any(|(x, y)| x.template != y.template)
+    );
     // Several templates are in use.
     let used: std::collections::BTreeSet<u32> = a
         .samples

@@ -1,5 +1,6 @@
 //! The pipeline on real `vipa-synth` clips (feature `synth`):
 //! `cargo test -p vipa-hand3d --features synth --test synth_clips -- --nocapture`.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use vipa_hand3d::answer::{Directions, parse_answer};
 use vipa_hand3d::backend::ScaledBackend;
@@ -48,20 +49,36 @@ fn synth_scale_recovery_and_answers_against_ground_truth() {
         scale_err_offset.push((a.stats.scale * factor - 1.0).abs());
 
         // Sidecar backend: object answers against ground-truth centres.
-        let ann = annotate_clip(&clip_inputs(&truth, SynthBackend::Sidecar, &cfg).unwrap(), &cfg).unwrap();
+        let ann = annotate_clip(
+            &clip_inputs(&truth, SynthBackend::Sidecar, &cfg).unwrap(),
+            &cfg,
+        )
+        .unwrap();
         for s in &ann.samples {
             if !matches!(s.task, Task::SpatialRelation | Task::TaskCompletion) {
                 continue;
             }
             let f = *s.frame_idxs.last().unwrap() as usize;
             let frame = &truth.frames[f];
-            let hand = frame.hands.iter().find(|h| h.side.as_str() == s.side.unwrap().as_str()).unwrap();
-            let obj = frame.objects.iter().find(|o| Some(&o.name) == s.object.as_ref()).unwrap();
+            let hand = frame
+                .hands
+                .iter()
+                .find(|h| h.side.as_str() == s.side.unwrap().as_str())
+                .unwrap();
+            let obj = frame
+                .objects
+                .iter()
+                .find(|o| Some(&o.name) == s.object.as_ref())
+                .unwrap();
             let gt = sub(obj.centre_cam, palm(&hand.joints_cam));
             let p = parse_answer(&s.answer).unwrap();
             dist_err.push((p.value - norm(gt)).abs());
             n_answers += 1;
-            dir_ok += usize::from(p.directions.score(Directions::of_translation(gt, cfg.qa.gamma)) == 3);
+            dir_ok += usize::from(
+                p.directions
+                    .score(Directions::of_translation(gt, cfg.qa.gamma))
+                    == 3,
+            );
         }
     }
     let within = dist_err.iter().filter(|e| **e <= 0.01).count() as f32 / dist_err.len() as f32;

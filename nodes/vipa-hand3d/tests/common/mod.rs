@@ -1,13 +1,13 @@
 //! A procedural test world, independent of the library's own geometry code: a table plane and
 //! a back wall, balls as objects, hands as 21 joint spheres, an optional panning and sliding
 //! camera. It renders ground-truth z-depth by ray casting and knows every true position.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use vipa_hand3d::backend::{ScaledBackend, sidecar_point_map};
 use vipa_hand3d::geometry::rotation_from_axis_angle;
 use vipa_hand3d::{
-    ClipInputs, ClipMeta, Config, FrameInput, HandInput, Intrinsics, ObjectInput, Pose, Side,
-    Vec3, observe_frame,
+    ClipInputs, ClipMeta, Config, FrameInput, HandInput, Intrinsics, ObjectInput, Pose, Side, Vec3,
+    observe_frame,
 };
 
 pub const JOINT_RADIUS: f32 = 0.009;
@@ -68,8 +68,16 @@ impl Scene {
             table_y: 0.3,
             wall_z: 1.3,
             balls: vec![
-                Ball { name: "red ball".into(), centre: [0.05 + j, 0.2, 0.75], radius: 0.035 },
-                Ball { name: "blue ball".into(), centre: [-0.2, 0.22, 0.7 - j], radius: 0.03 },
+                Ball {
+                    name: "red ball".into(),
+                    centre: [0.05 + j, 0.2, 0.75],
+                    radius: 0.035,
+                },
+                Ball {
+                    name: "blue ball".into(),
+                    centre: [-0.2, 0.22, 0.7 - j],
+                    radius: 0.03,
+                },
             ],
             hands: vec![HandTrack {
                 side: Side::Right,
@@ -102,9 +110,17 @@ impl Scene {
         let mut j = [w; 21];
         for finger in 0..5 {
             let x = mirror * (finger as f32 - 1.5) * 0.02;
-            let (x, y0) = if finger == 0 { (-mirror * 0.035, -0.015) } else { (x, -0.07) };
+            let (x, y0) = if finger == 0 {
+                (-mirror * 0.035, -0.015)
+            } else {
+                (x, -0.07)
+            };
             for s in 0..4 {
-                j[1 + finger * 4 + s] = [w[0] + x, w[1] + y0 - 0.022 * s as f32, w[2] + 0.002 * s as f32];
+                j[1 + finger * 4 + s] = [
+                    w[0] + x,
+                    w[1] + y0 - 0.022 * s as f32,
+                    w[2] + 0.002 * s as f32,
+                ];
             }
         }
         j
@@ -156,13 +172,25 @@ impl Scene {
             if c[2] <= r {
                 continue;
             }
-            let (u0, v0) = (k.fx * (c[0] - r * 1.5) / (c[2] - r) + k.cx, k.fy * (c[1] - r * 1.5) / (c[2] - r) + k.cy);
-            let (u1, v1) = (k.fx * (c[0] + r * 1.5) / (c[2] - r) + k.cx, k.fy * (c[1] + r * 1.5) / (c[2] - r) + k.cy);
-            let cols = (u0.min(u1).floor().max(0.0) as usize)..=(u0.max(u1).ceil().min(w as f32 - 1.0).max(0.0) as usize);
-            let rows = (v0.min(v1).floor().max(0.0) as usize)..=(v0.max(v1).ceil().min(h as f32 - 1.0).max(0.0) as usize);
+            let (u0, v0) = (
+                k.fx * (c[0] - r * 1.5) / (c[2] - r) + k.cx,
+                k.fy * (c[1] - r * 1.5) / (c[2] - r) + k.cy,
+            );
+            let (u1, v1) = (
+                k.fx * (c[0] + r * 1.5) / (c[2] - r) + k.cx,
+                k.fy * (c[1] + r * 1.5) / (c[2] - r) + k.cy,
+            );
+            let cols = (u0.min(u1).floor().max(0.0) as usize)
+                ..=(u0.max(u1).ceil().min(w as f32 - 1.0).max(0.0) as usize);
+            let rows = (v0.min(v1).floor().max(0.0) as usize)
+                ..=(v0.max(v1).ceil().min(h as f32 - 1.0).max(0.0) as usize);
             for row in rows {
                 for col in cols.clone() {
-                    let d = [(col as f32 + 0.5 - k.cx) / k.fx, (row as f32 + 0.5 - k.cy) / k.fy, 1.0];
+                    let d = [
+                        (col as f32 + 0.5 - k.cx) / k.fx,
+                        (row as f32 + 0.5 - k.cy) / k.fy,
+                        1.0,
+                    ];
                     let a = dot(d, d);
                     let b = -2.0 * dot(d, c);
                     let cc = dot(c, c) - r * r;
@@ -177,7 +205,10 @@ impl Scene {
                 }
             }
         }
-        depth.iter().map(|d| if d.is_finite() { *d } else { 0.0 }).collect()
+        depth
+            .iter()
+            .map(|d| if d.is_finite() { *d } else { 0.0 })
+            .collect()
     }
 
     pub fn meta(&self) -> ClipMeta {
@@ -198,14 +229,20 @@ impl Scene {
             .map(|h| {
                 let joints = self.joints_world(h, f).map(|p| self.to_cam(f, p));
                 let visible = joints.map(|p| {
-                    let Some((u, v)) = k.project(p) else { return false };
+                    let Some((u, v)) = k.project(p) else {
+                        return false;
+                    };
                     if !k.contains(u, v) {
                         return false;
                     }
                     let d = depth[v as usize * k.width as usize + u as usize];
                     d >= p[2] - JOINT_RADIUS - 0.002
                 });
-                HandInput { side: h.side, joints, gt_visible: Some(visible) }
+                HandInput {
+                    side: h.side,
+                    joints,
+                    gt_visible: Some(visible),
+                }
             })
             .collect()
     }
@@ -219,9 +256,16 @@ impl Scene {
                 let c = self.to_cam(f, b.centre);
                 let (u0, v0) = k.project([c[0] - b.radius, c[1] - b.radius, c[2]])?;
                 let (u1, v1) = k.project([c[0] + b.radius, c[1] + b.radius, c[2]])?;
-                let bbox = [u0.max(0.0), v0.max(0.0), u1.min(k.width as f32), v1.min(k.height as f32)];
-                (bbox[2] > bbox[0] + 1.0 && bbox[3] > bbox[1] + 1.0)
-                    .then(|| ObjectInput { name: b.name.clone(), bbox })
+                let bbox = [
+                    u0.max(0.0),
+                    v0.max(0.0),
+                    u1.min(k.width as f32),
+                    v1.min(k.height as f32),
+                ];
+                (bbox[2] > bbox[0] + 1.0 && bbox[3] > bbox[1] + 1.0).then(|| ObjectInput {
+                    name: b.name.clone(),
+                    bbox,
+                })
             })
             .collect()
     }
@@ -259,7 +303,10 @@ impl Scene {
                 observe_frame(&input, &self.k, cfg).unwrap()
             })
             .collect();
-        ClipInputs { meta: self.meta(), frames }
+        ClipInputs {
+            meta: self.meta(),
+            frames,
+        }
     }
 }
 
