@@ -146,8 +146,8 @@ pub fn annotate_clip(inputs: &ClipInputs, cfg: &Config) -> Result<ClipAnnotation
                     c.min_valid_joints
                 )));
             }
-            stats.scale = median(scales.iter().map(|s| s.1)).unwrap_or(f32::NAN);
-            stats.median_abs_rel_residual = median(residuals).unwrap_or(f32::NAN);
+            stats.scale = median(scales.iter().map(|s| s.1)).unwrap_or(0.0);
+            stats.median_abs_rel_residual = median(residuals).unwrap_or(0.0);
         }
     }
 
