@@ -289,3 +289,57 @@ fn templates_and_samples_are_deterministic_by_seed() {
         .collect();
     assert!(used.len() >= 2, "{used:?}");
 }
+
+#[test]
+fn own_answers_score_perfectly_under_the_table8_metrics() {
+    let cfg = Config::default();
+    let mut scene = short(Scene::basic("metrics", 5), 60);
+    scene.pan_deg = 10.0;
+    let ann = annotate_clip(&scene.inputs(Backend::Sidecar, &cfg), &cfg).unwrap();
+    let visual: Vec<_> = ann.samples.iter().filter(|s| s.task.is_visual()).collect();
+    assert!(visual.len() > 20);
+    let m = vipa_hand3d::evaluate(
+        visual
+            .iter()
+            .map(|s| (s.truth.as_ref().unwrap(), s.answer.as_str())),
+    );
+    assert_eq!(m.n_parsed, m.n);
+    assert_eq!(m.direction_score, 3.0);
+    // Only the printed rounding remains: ≤ 0.005 m and ≤ 0.0005°.
+    assert!(m.distance_mae_m <= 0.005, "{m:?}");
+    assert!(m.degrees_mae <= 0.0005 + 1e-6, "{m:?}");
+}
+
+#[test]
+fn frames_without_a_visible_hand_are_dropped_and_counted() {
+    let cfg = Config::default();
+    let mut scene = short(Scene::basic("exit", 6), 40);
+    // The hand leaves the image to the right half way through.
+    scene.hands[0].end = [0.9, 0.2, 0.6];
+    let expected = (0..scene.n_frames)
+        .filter(|&f| {
+            let depth = scene.render_depth(f);
+            let h = &scene.hand_inputs(f, &depth)[0];
+            h.gt_visible.unwrap().iter().filter(|v| **v).count() < cfg.visibility.min_visible_joints
+        })
+        .count();
+    assert!(expected > 5 && expected < 35, "{expected}");
+    let ann = annotate_clip(&scene.inputs(Backend::Sidecar, &cfg), &cfg).unwrap();
+    assert_eq!(ann.stats.frames_no_hand, expected);
+    assert_eq!(ann.stats.frames, 40);
+    // No sample refers to a dropped frame.
+    let dropped: Vec<u32> = (0..scene.n_frames)
+        .filter(|&f| {
+            let depth = scene.render_depth(f);
+            let h = &scene.hand_inputs(f, &depth)[0];
+            h.gt_visible.unwrap().iter().filter(|v| **v).count() < 3
+        })
+        .collect();
+    for s in ann
+        .samples
+        .iter()
+        .filter(|s| s.task != Task::MotionTranslation)
+    {
+        assert!(s.frame_idxs.iter().all(|f| !dropped.contains(f)), "{s:?}");
+    }
+}
