@@ -120,14 +120,26 @@ impl Payload for ImageFrame {
         let mut meta = Metadata::new();
         self.header.write(&mut meta);
         put(&mut meta, keys::KIND, MetaValue::String(Self::KIND.into()));
-        put(&mut meta, keys::WIDTH, MetaValue::Integer(self.width.into()));
-        put(&mut meta, keys::HEIGHT, MetaValue::Integer(self.height.into()));
+        put(
+            &mut meta,
+            keys::WIDTH,
+            MetaValue::Integer(self.width.into()),
+        );
+        put(
+            &mut meta,
+            keys::HEIGHT,
+            MetaValue::Integer(self.height.into()),
+        );
         put(
             &mut meta,
             keys::ENCODING,
             MetaValue::String(self.encoding.as_str().into()),
         );
-        put(&mut meta, keys::PRIMITIVE, MetaValue::String("image".into()));
+        put(
+            &mut meta,
+            keys::PRIMITIVE,
+            MetaValue::String("image".into()),
+        );
         (Arc::new(self.pixels.clone()), meta)
     }
 
@@ -142,15 +154,16 @@ impl Payload for ImageFrame {
             key: keys::ENCODING.into(),
             problem: format!("must be one of rgb8, bgr8, mono8, got {enc:?}"),
         })?;
-        let pixels = array
-            .as_any()
-            .downcast_ref::<UInt8Array>()
-            .ok_or_else(|| MsgError::WrongDtype {
-                kind: Self::KIND,
-                field: "pixels".into(),
-                expected: "UInt8".into(),
-                found: array.data_type().to_string(),
-            })?;
+        let pixels =
+            array
+                .as_any()
+                .downcast_ref::<UInt8Array>()
+                .ok_or_else(|| MsgError::WrongDtype {
+                    kind: Self::KIND,
+                    field: "pixels".into(),
+                    expected: "UInt8".into(),
+                    found: array.data_type().to_string(),
+                })?;
         if pixels.null_count() > 0 {
             return Err(MsgError::Invalid {
                 kind: Self::KIND,

@@ -1,7 +1,7 @@
 //! Where a message sits in its stream: sequence number, clip, frame and time.
 
-use crate::meta::{MetaReader, MetaValue, Metadata, keys, put};
 use crate::MsgError;
+use crate::meta::{MetaReader, MetaValue, Metadata, keys, put};
 
 /// Stream position carried by every stream message.
 ///
@@ -21,9 +21,21 @@ impl StreamHeader {
     pub fn write(&self, meta: &mut Metadata) {
         put(meta, keys::SEQ, MetaValue::Integer(clamp_i64(self.seq)));
         put(meta, keys::CLIP_ID, MetaValue::String(self.clip_id.clone()));
-        put(meta, keys::FRAME_IDX, MetaValue::Integer(clamp_i64(self.frame_idx)));
-        put(meta, keys::TIMESTAMP_NS, MetaValue::Integer(clamp_i64(self.timestamp_ns)));
-        put(meta, keys::SCHEMA_VERSION, MetaValue::Integer(crate::SCHEMA_VERSION));
+        put(
+            meta,
+            keys::FRAME_IDX,
+            MetaValue::Integer(clamp_i64(self.frame_idx)),
+        );
+        put(
+            meta,
+            keys::TIMESTAMP_NS,
+            MetaValue::Integer(clamp_i64(self.timestamp_ns)),
+        );
+        put(
+            meta,
+            keys::SCHEMA_VERSION,
+            MetaValue::Integer(crate::SCHEMA_VERSION),
+        );
     }
 
     /// Reads the header keys; every one is required.

@@ -13,16 +13,33 @@
 //!   receiver can count dropped messages (`vipa-node-kit::SeqTracker`).
 //! - Shapes are documented with named axes, e.g. `f32[h, w, 3]`.
 
+pub mod camera;
+pub mod control;
+pub mod depth;
+pub mod detections;
 pub mod error;
 pub mod frame;
+pub mod hands;
 pub mod header;
 pub mod meta;
+pub mod motion;
+pub mod qa;
+pub mod robot;
 pub mod tensor;
+mod wire;
 
+pub use camera::{CameraIntrinsics, CameraIntrinsicsMsg, CameraPoseMsg, RigidTransform};
+pub use control::{Ack, ClipEnd, Control, Request, StreamEnd, kind_of};
+pub use depth::{DepthMap, PointMap};
+pub use detections::{Detection, DetectionsMsg};
 pub use error::MsgError;
 pub use frame::{Encoding, ImageFrame};
+pub use hands::{Hand, HandSide, HandsMsg, JOINT_NAMES, WRIST};
 pub use header::StreamHeader;
-pub use meta::{MetaValue, Metadata};
+pub use meta::{CAMERA_FRAME, METRES, MetaValue, Metadata};
+pub use motion::{Axis, MotionBins, MotionTokens};
+pub use qa::{QaBatch, QaSample, QaTarget, TaskType};
+pub use robot::{ActionChunk, RobotState};
 pub use tensor::{DType, TensorMsg};
 
 /// Version of the wire schema. Bump it on any change to a payload's array layout or keys, and

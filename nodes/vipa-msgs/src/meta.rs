@@ -51,7 +51,19 @@ pub mod keys {
     pub const ENCODING: &str = "encoding";
     /// Marks an image for dora hub viewers (`"image"`).
     pub const PRIMITIVE: &str = "primitive";
+    /// Coordinate frame of 3D quantities; always [`super::CAMERA_FRAME`] in vipa streams.
+    pub const FRAME: &str = "frame";
+    /// Length unit of 3D quantities; always [`super::METRES`] in vipa streams.
+    pub const UNITS: &str = "units";
+    /// Names of the entries along the last axis (`ListString`), e.g. robot state dimensions.
+    pub const NAMES: &str = "names";
 }
+
+/// The one coordinate frame of vipa's 3D streams: the camera frame with OpenCV axes
+/// (x right, y down, z forward).
+pub const CAMERA_FRAME: &str = "camera";
+/// The one length unit of vipa's 3D streams.
+pub const METRES: &str = "m";
 
 /// Typed access to a [`Metadata`] map on behalf of a payload kind, for error messages.
 #[derive(Clone, Copy)]
@@ -72,7 +84,7 @@ impl<'a> MetaReader<'a> {
         })
     }
 
-    fn bad(&self, key: &str, problem: impl Into<String>) -> MsgError {
+    pub(crate) fn bad(&self, key: &str, problem: impl Into<String>) -> MsgError {
         MsgError::BadMeta {
             kind: self.kind,
             key: key.to_owned(),

@@ -98,7 +98,7 @@ impl std::fmt::Display for DType {
 /// # Shapes
 /// `values: dtype[shape...]`, row-major, with `axes[i]` naming `shape[i]`
 /// (e.g. `tokens_3d: f32[frames=1, tokens=730, channels=768]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TensorMsg {
     pub header: StreamHeader,
     pub dtype: DType,
@@ -106,6 +106,17 @@ pub struct TensorMsg {
     pub axes: Vec<String>,
     /// The flat values; shares the received Arrow buffer.
     pub values: ArrayRef,
+}
+
+// Written out because `#[derive(PartialEq)]` cannot compare `Arc<dyn Array>` fields.
+impl PartialEq for TensorMsg {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header
+            && self.dtype == other.dtype
+            && self.shape == other.shape
+            && self.axes == other.axes
+            && self.values.as_ref() == other.values.as_ref()
+    }
 }
 
 impl TensorMsg {
@@ -127,7 +138,8 @@ impl TensorMsg {
                 found: values.data_type().to_string(),
             });
         }
-        let numel: usize = shape.iter().product();
+        // Checked: a corrupt `shape` key must give an error, not an overflow panic.
+        let numel = crate::wire::numel(Self::KIND, "shape", &shape)?;
         if numel != values.len() {
             return Err(MsgError::WrongShape {
                 kind: Self::KIND,
@@ -217,8 +229,16 @@ impl Payload for TensorMsg {
             keys::SHAPE,
             MetaValue::ListInt(self.shape.iter().map(|&d| d as i64).collect()),
         );
-        put(&mut meta, keys::DTYPE, MetaValue::String(self.dtype.as_str().into()));
-        put(&mut meta, keys::AXES, MetaValue::ListString(self.axes.clone()));
+        put(
+            &mut meta,
+            keys::DTYPE,
+            MetaValue::String(self.dtype.as_str().into()),
+        );
+        put(
+            &mut meta,
+            keys::AXES,
+            MetaValue::ListString(self.axes.clone()),
+        );
         (self.values.clone(), meta)
     }
 
@@ -233,6 +253,12 @@ impl Payload for TensorMsg {
             problem: format!("unknown dtype {dtype_s:?} (u8, u32, i32, i64, f32, f64, bf16, f16)"),
         })?;
         let axes = r.list_string(keys::AXES)?.to_vec();
-        Self::new(header, shape, axes, dtype, arrow::array::make_array(array.to_data()))
+        Self::new(
+            header,
+            shape,
+            axes,
+            dtype,
+            arrow::array::make_array(array.to_data()),
+        )
     }
 }
