@@ -1134,3 +1134,218 @@ fn control_wire_matches_node_kit_interim_format() {
     let c = ClipEnd::from_arrow(&empty, &meta).unwrap();
     assert_eq!((c.frames, c.complete, c.last_seq), (12, false, None));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Robustness: every decoder against every message and against damaged metadata.
+
+type Decode = fn(&dyn Array, &Metadata) -> Result<(), MsgError>;
+
+fn dec<P: Payload>(a: &dyn Array, m: &Metadata) -> Result<(), MsgError> {
+    P::from_arrow(a, m).map(|_| ())
+}
+
+fn decoders() -> Vec<(&'static str, Decode)> {
+    vec![
+        ("image", dec::<ImageFrame>),
+        ("tensor", dec::<TensorMsg>),
+        ("depth", dec::<DepthMap>),
+        ("point_map", dec::<PointMap>),
+        ("camera_intrinsics", dec::<CameraIntrinsicsMsg>),
+        ("camera_pose", dec::<CameraPoseMsg>),
+        ("hands", dec::<HandsMsg>),
+        ("detections", dec::<DetectionsMsg>),
+        ("motion_tokens", dec::<MotionTokens>),
+        ("qa", dec::<QaBatch>),
+        ("robot_state", dec::<RobotState>),
+        ("action_chunk", dec::<ActionChunk>),
+        ("clip_end", dec::<ClipEnd>),
+        ("stream_end", dec::<StreamEnd>),
+        ("request", dec::<Request>),
+        ("ack", dec::<Ack>),
+    ]
+}
+
+/// One encoded message of every payload, keyed by kind.
+fn samples() -> Vec<(&'static str, ArrayRef, Metadata)> {
+    let k = CameraIntrinsics::new(500.0, 400.0, 319.5, 239.5, 640, 480).unwrap();
+    let msgs: Vec<(&'static str, (ArrayRef, Metadata))> = vec![
+        ("image", image().to_arrow()),
+        ("tensor", tensor().to_arrow()),
+        ("depth", depth().to_arrow()),
+        ("point_map", point_map().to_arrow()),
+        (
+            "camera_intrinsics",
+            CameraIntrinsicsMsg {
+                header: header(),
+                intrinsics: k,
+            }
+            .to_arrow(),
+        ),
+        (
+            "camera_pose",
+            CameraPoseMsg {
+                header: header(),
+                world_from_camera: RigidTransform::IDENTITY,
+            }
+            .to_arrow(),
+        ),
+        ("hands", hands().to_arrow()),
+        ("detections", detections().to_arrow()),
+        ("motion_tokens", motion().to_arrow()),
+        ("qa", qa().to_arrow()),
+        (
+            "robot_state",
+            RobotState::new(header(), names(2), vec![1.0f32, 2.0])
+                .unwrap()
+                .to_arrow(),
+        ),
+        (
+            "action_chunk",
+            ActionChunk::new(header(), 2, names(2), vec![0.0f32; 4])
+                .unwrap()
+                .to_arrow(),
+        ),
+        (
+            "clip_end",
+            ClipEnd {
+                header: header(),
+                frames: 3,
+                complete: true,
+                last_seq: Some(9),
+            }
+            .to_arrow(),
+        ),
+        (
+            "stream_end",
+            StreamEnd {
+                header: header(),
+                clips: 1,
+                frames: 3,
+                bad_sources: 0,
+            }
+            .to_arrow(),
+        ),
+        ("request", Request { seq: 0, credits: 1 }.to_arrow()),
+        (
+            "ack",
+            Ack {
+                seq: 0,
+                received: 1,
+            }
+            .to_arrow(),
+        ),
+    ];
+    msgs.into_iter().map(|(k, (a, m))| (k, a, m)).collect()
+}
+
+#[test]
+fn each_decoder_accepts_only_its_own_kind() {
+    // Tensor-shaped payloads are deliberately readable as generic tensors too.
+    let tensor_views = [
+        "depth",
+        "point_map",
+        "motion_tokens",
+        "robot_state",
+        "action_chunk",
+    ];
+    for (kind, array, meta) in samples() {
+        for (decoder, decode) in decoders() {
+            let ok = decode(array.as_ref(), &meta).is_ok();
+            let expected = decoder == kind || (decoder == "tensor" && tensor_views.contains(&kind));
+            assert_eq!(ok, expected, "{kind} message decoded as {decoder}");
+        }
+        let is_control = ["clip_end", "stream_end", "request", "ack"].contains(&kind);
+        assert_eq!(Control::is_control(&meta), is_control, "{kind}");
+        assert_eq!(
+            Control::from_arrow(array.as_ref(), &meta).is_ok(),
+            is_control,
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn damaged_metadata_gives_errors_not_panics() {
+    // Keys a decoder may ignore: everything else must be required.
+    let optional = |kind: &str, key: &str| {
+        matches!(key, "schema_version" | "primitive")
+            || (key == "kind" && !["clip_end", "stream_end", "request", "ack"].contains(&kind))
+            || (kind == "clip_end" && key == "last_seq")
+    };
+    let replacements = [
+        MetaValue::Bool(true),
+        MetaValue::Integer(-1),
+        MetaValue::Integer(i64::MAX),
+        MetaValue::Float(f64::NAN),
+        MetaValue::String("?".into()),
+        MetaValue::ListInt(vec![i64::MAX, 2]),
+        MetaValue::ListFloat(vec![]),
+        MetaValue::ListString(vec!["x".into()]),
+    ];
+    let decoders = decoders();
+    for (kind, array, meta) in samples() {
+        let decode = decoders.iter().find(|(k, _)| *k == kind).unwrap().1;
+        for key in meta.keys() {
+            let removed = decode(array.as_ref(), &without(&meta, key));
+            assert_eq!(
+                removed.is_ok(),
+                optional(kind, key),
+                "{kind} without `{key}`: {removed:?}"
+            );
+            for value in &replacements {
+                // Must not panic; a value of another type is accepted only where the decoder
+                // ignores the key, or where an integer stands in for a float.
+                let r = decode(array.as_ref(), &with(&meta, key, value.clone()));
+                let same_type = std::mem::discriminant(&meta[key]) == std::mem::discriminant(value)
+                    || matches!(
+                        (&meta[key], value),
+                        (MetaValue::Float(_), MetaValue::Integer(_))
+                    );
+                if r.is_ok() && !optional(kind, key) {
+                    assert!(same_type, "{kind}: `{key}` = {value:?} accepted");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_or_empty_arrays_give_errors_not_panics() {
+    let empties: Vec<ArrayRef> = vec![
+        Arc::new(UInt8Array::from(Vec::<u8>::new())),
+        Arc::new(Float32Array::from(Vec::<f32>::new())),
+        Arc::new(arrow::array::NullArray::new(3)),
+        arrow::array::new_empty_array(&DataType::Struct(Fields::empty())),
+    ];
+    for (_, array, meta) in samples() {
+        for (_, decode) in decoders() {
+            // Slices keep the type but lose values (or rows): any outcome but a panic.
+            let _ = decode(array.slice(0, array.len() / 2).as_ref(), &meta);
+            let _ = decode(
+                array
+                    .slice(array.len() / 2, array.len() - array.len() / 2)
+                    .as_ref(),
+                &meta,
+            );
+            for e in &empties {
+                let _ = decode(e.as_ref(), &meta);
+            }
+        }
+    }
+}
+
+#[test]
+fn bulk_payloads_decode_without_copying() {
+    let d = depth();
+    let (array, meta) = d.to_arrow();
+    let back = DepthMap::from_arrow(array.as_ref(), &meta).unwrap();
+    assert_eq!(back.values().as_ptr(), d.values().as_ptr());
+    let m = motion();
+    let (array, meta) = m.to_arrow();
+    let back = MotionTokens::from_arrow(array.as_ref(), &meta).unwrap();
+    assert_eq!(back.tokens.values().as_ptr(), m.tokens.values().as_ptr());
+    let a = ActionChunk::new(header(), 2, names(2), vec![0.5f32; 4]).unwrap();
+    let (array, meta) = a.to_arrow();
+    let back = ActionChunk::from_arrow(array.as_ref(), &meta).unwrap();
+    assert_eq!(back.values.values().as_ptr(), a.values.values().as_ptr());
+}
