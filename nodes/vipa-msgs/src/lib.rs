@@ -12,6 +12,21 @@
 //! - Every stream message carries a [`StreamHeader`] with a per-output sequence number, so that a
 //!   receiver can count dropped messages (`vipa-node-kit::SeqTracker`).
 //! - Shapes are documented with named axes, e.g. `f32[h, w, 3]`.
+//! - 3D data is in the camera frame (OpenCV: x right, y down, z forward), in metres, and says
+//!   so in its metadata (`frame = "camera"`, `units = "m"`).
+//!
+//! Payloads, one module each (the crate README has the full wire table):
+//! - [`frame`]: [`ImageFrame`] (dora hub image convention);
+//! - [`tensor`]: [`TensorMsg`] (any dense tensor: features, tokens);
+//! - [`depth`]: [`DepthMap`] `f32[h, w]`, [`PointMap`] `f32[h, w, xyz]`;
+//! - [`camera`]: [`CameraIntrinsics`] (project / unproject), [`RigidTransform`], and their
+//!   messages [`CameraIntrinsicsMsg`], [`CameraPoseMsg`];
+//! - [`hands`]: [`HandsMsg`] (21 MediaPipe/MANO joints per hand);
+//! - [`detections`]: [`DetectionsMsg`] (name, box, 3D centre, score);
+//! - [`motion`]: [`MotionBins`] (the paper's 1024-bin motion tokenizer) and [`MotionTokens`];
+//! - [`qa`]: [`QaBatch`] of [`QaSample`]s (Hand3D-visual / Hand3D-action tasks);
+//! - [`robot`]: [`RobotState`], [`ActionChunk`];
+//! - [`control`]: [`ClipEnd`], [`StreamEnd`], [`Request`], [`Ack`], dispatched via [`Control`].
 
 pub mod camera;
 pub mod control;

@@ -181,7 +181,8 @@ impl MotionBins {
         self.bins.saturating_mul(3)
     }
 
-    /// Id of (`axis`, `bin`) in a `3 · K` vocabulary: x bins first, then y, then z.
+    /// Id of (`axis`, `bin`) in a `3 · K` vocabulary: x bins first, then y, then z. Bins past
+    /// the top clamp to the top bin, as in [`Self::decode_axis`].
     pub fn vocab_id(&self, axis: Axis, bin: u32) -> u32 {
         (axis.index() as u32)
             .saturating_mul(self.bins)
