@@ -23,6 +23,7 @@ pub mod calibrate;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod frames;
 pub mod geometry;
 pub mod motion;
 pub mod objects;
