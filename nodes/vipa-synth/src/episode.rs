@@ -49,6 +49,17 @@ const PITCH_START: f32 = 0.25;
 const PITCH_GRASP: f32 = 0.6;
 const OPEN_RELAXED: f32 = 0.15;
 
+/// How far a hand must rise so that every joint sphere clears the table top by 1 mm.
+fn table_clearance(pose: &HandPose) -> f32 {
+    let lowest = pose
+        .joints_world()
+        .iter()
+        .zip(pose.joint_radii())
+        .map(|(p, r)| p.z - r)
+        .fold(f32::INFINITY, f32::min);
+    (0.001 - lowest).max(0.0)
+}
+
 fn bump(t: f32) -> f32 {
     // 16 t²(1−t)²: 0 with zero slope at both ends, 1 at the middle.
     let t = t.clamp(0.0, 1.0);
@@ -72,7 +83,16 @@ impl Episode {
         let height = target.kind.size().z;
         let grip_point = obj + v3(0.0, 0.0, (0.6 * height).min(height - 0.012));
         let grip_local = grip_centre_local(side, plan.hand_scale, grasp_amount);
-        let grasp = grip_point - rot.apply(grip_local);
+        let mut grasp = grip_point - rot.apply(grip_local);
+        // Keep every joint sphere above the table at the grasp (flat objects would otherwise
+        // pull the curled fingertips into the table top).
+        grasp.z += table_clearance(&HandPose {
+            side,
+            scale: plan.hand_scale,
+            grasp: grasp_amount,
+            spread: 1.0 - 0.3 * grasp_amount,
+            world_from_hand: Pose::new(rot, grasp),
+        });
         let fwd = rot.apply(v3(1.0, 0.0, 0.0));
         let back = v3(fwd.x, fwd.y, 0.0).normalized() * -0.035;
         let pre_grasp = grasp + v3(0.0, 0.0, 0.06) + back;
@@ -188,14 +208,17 @@ impl Episode {
                 0.006 * (1.7 * w + ph).sin().abs(),
             );
         let yaw = 0.3 * sign + 0.05 * (0.7 * w + ph).sin();
+        let mut pose = HandPose {
+            side,
+            scale: self.plan.hand_scale,
+            grasp: 0.3 + 0.12 * (1.1 * w + ph).sin(),
+            spread: 1.0,
+            world_from_hand: Pose::new(hand_rotation(yaw, 0.12, 0.0), wrist),
+        };
+        // Rest on the table, not in it.
+        pose.world_from_hand.t.z += table_clearance(&pose);
         HandState {
-            pose: HandPose {
-                side,
-                scale: self.plan.hand_scale,
-                grasp: 0.3 + 0.12 * (1.1 * w + ph).sin(),
-                spread: 1.0,
-                world_from_hand: Pose::new(hand_rotation(yaw, 0.12, 0.0), wrist),
-            },
+            pose,
             grasped: None,
         }
     }

@@ -19,14 +19,16 @@ fn small() -> SynthConfig {
     }
 }
 
-/// For every in-image joint: `joints_2d` is the intrinsics projection of `joints_cam`; where no
-/// other surface lies in front of the joint's sphere, the renderer shows this hand at the
-/// projected pixel (so projection and rasterisation agree); and joints marked visible sit on a
-/// pixel labelled as that hand.
+/// For every in-image joint: `joints_2d` is the intrinsics projection of `joints_cam`; the
+/// renderer's front surface at the projected pixel is never behind the joint centre (the joint's
+/// own sphere is drawn there, so projection and rasterisation agree); where nothing lies in
+/// front of the joint's sphere the pixel shows this hand (except where other geometry
+/// interpenetrates the sphere, which must be rare); and `visible` is exactly "this hand's
+/// label at the pixel, no more than radius + tolerance in front of the centre".
 #[test]
 fn joints_project_onto_their_hand() {
     let cfg = small();
-    let (mut checked, mut visible) = (0, 0);
+    let (mut checked, mut visible, mut unobstructed, mut foreign) = (0, 0, 0, 0);
     for clip in 0..4 {
         let scene = ClipScene::new(cfg, 11, clip);
         let k = scene.intrinsics;
@@ -46,32 +48,27 @@ fn joints_project_onto_their_hand() {
                         continue;
                     };
                     checked += 1;
-                    let unobstructed = depth >= p[2] - radii[j] - VISIBILITY_TOLERANCE_M;
-                    if unobstructed {
-                        assert_eq!(
-                            label,
-                            label_hand(h),
-                            "clip {clip} frame {f} hand {h} joint {j}"
-                        );
-                        assert!(
-                            depth <= p[2] + 1e-4,
-                            "sphere must be hit in front of its centre"
-                        );
+                    let at = format!("clip {clip} frame {f} hand {h} joint {j}");
+                    assert!(depth <= p[2] + 1e-4, "{at}: surface {depth} behind joint z {}", p[2]);
+                    let clear = depth >= p[2] - radii[j] - VISIBILITY_TOLERANCE_M;
+                    if clear {
+                        unobstructed += 1;
+                        if label != label_hand(h) {
+                            foreign += 1;
+                        }
                     }
                     if hand.visible[j] {
                         visible += 1;
-                        assert_eq!(label, label_hand(h));
+                        assert_eq!(label, label_hand(h), "{at}");
                     }
-                    assert_eq!(hand.visible[j], unobstructed && label == label_hand(h));
+                    assert_eq!(hand.visible[j], clear && label == label_hand(h), "{at}");
                 }
             }
         }
     }
     assert!(checked > 300, "only {checked} in-image joints");
-    assert!(
-        visible * 3 > checked,
-        "only {visible}/{checked} joints visible"
-    );
+    assert!(visible * 3 > checked, "only {visible}/{checked} joints visible");
+    assert!(foreign * 20 <= unobstructed, "{foreign}/{unobstructed} unobstructed joints show other geometry");
 }
 
 /// The stored depth (millimetres) at a visible joint's pixel is the joint depth to within its
