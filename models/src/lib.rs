@@ -4,4 +4,8 @@
 //!
 //! Trainable modules use [`ops`] (differentiable), never candle's fused ops.
 
+pub mod checkpoint;
 pub mod ops;
+pub mod stage;
+pub mod vipa;
+pub mod vision;

@@ -1,0 +1,480 @@
+//! Configurations of the vision side of VIPA: the InternViT semantic encoder + InternVL
+//! projector, the point-map 3D encoder, and the fusion layer.
+//!
+//! Upstream-backed structs ([`InternVisionConfig`], [`InternVlConfig`]) use the field names of
+//! the upstream `config.json` of InternVL3.5 (`OpenGVLab/InternVL3_5-2B`), so that file
+//! deserialises directly (unknown upstream fields such as `use_flash_attn` are ignored).
+//! Our own modules ([`PointMapVitConfig`], [`FusionConfig`]) have no upstream file.
+//!
+//! Presets: `tiny` (unit tests: width ≤ 128, 1–2 layers), `small` (CPU default, ~10 M params),
+//! and the full-size upstream model (`internvl3_5_2b`).
+
+use candle_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Normalisation layer used in InternViT blocks (`norm_type` in `config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormType {
+    /// `nn.LayerNorm` with weight and bias (InternViT-300M).
+    LayerNorm,
+    /// `InternRMSNorm`: weight only (InternViT-6B).
+    RmsNorm,
+}
+
+/// The InternViT vision tower (`vision_config` in InternVL's `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InternVisionConfig {
+    /// Input channels (3, RGB).
+    #[serde(default = "default_channels")]
+    pub num_channels: usize,
+    /// Square patch side in pixels (14).
+    pub patch_size: usize,
+    /// Square image side the position embeddings were trained for (448).
+    pub image_size: usize,
+    /// Token width (1024 for InternViT-300M).
+    pub hidden_size: usize,
+    /// Attention heads (16).
+    pub num_attention_heads: usize,
+    /// MLP hidden width (4096).
+    pub intermediate_size: usize,
+    /// Encoder blocks (24).
+    pub num_hidden_layers: usize,
+    /// Whether `attn.qkv` has a bias.
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    /// Per-token RMSNorm on q and k over the full width (`attn.q_norm`, `attn.k_norm`).
+    #[serde(default)]
+    pub qk_normalization: bool,
+    /// Block normalisation (`norm1`, `norm2`).
+    #[serde(default = "default_norm_type")]
+    pub norm_type: NormType,
+    /// Epsilon of `norm1`/`norm2` (the qk RMSNorm uses upstream's fixed 1e-6).
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// MLP activation; upstream InternViT uses `"gelu"` (exact, erf-based).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Initial value of the layer-scale vectors `ls1`/`ls2` (only used for random init).
+    #[serde(default = "default_one")]
+    pub initializer_factor: f64,
+}
+
+fn default_channels() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_norm_type() -> NormType {
+    NormType::LayerNorm
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_act() -> String {
+    "gelu".to_string()
+}
+fn default_one() -> f64 {
+    1.0
+}
+
+impl InternVisionConfig {
+    /// InternViT-300M-448px-V2.5, the vision tower of InternVL3.5-2B.
+    ///
+    /// Source: `vision_config` of `OpenGVLab/InternVL3_5-2B/config.json` (24 layers, hidden
+    /// 1024, 16 heads, MLP 4096, patch 14, 448 px, LayerNorm eps 1e-6, qkv bias, no qk-norm);
+    /// the same numbers appear in Ascend MindSpeed-MM `examples/qwen3vl_dev/model_internvit_qwen3.json`.
+    pub fn internvit_300m() -> Self {
+        Self {
+            num_channels: 3,
+            patch_size: 14,
+            image_size: 448,
+            hidden_size: 1024,
+            num_attention_heads: 16,
+            intermediate_size: 4096,
+            num_hidden_layers: 24,
+            qkv_bias: true,
+            qk_normalization: false,
+            norm_type: NormType::LayerNorm,
+            layer_norm_eps: 1e-6,
+            hidden_act: "gelu".to_string(),
+            initializer_factor: 1.0,
+        }
+    }
+
+    /// Unit-test size: 56 px → 4×4 patches, width 64, 2 layers.
+    pub fn tiny() -> Self {
+        Self {
+            image_size: 56,
+            hidden_size: 64,
+            num_attention_heads: 4,
+            intermediate_size: 128,
+            num_hidden_layers: 2,
+            ..Self::internvit_300m()
+        }
+    }
+
+    /// CPU default: 224 px → 16×16 patches, width 384, 6 layers (~10.7 M params).
+    pub fn small() -> Self {
+        Self {
+            image_size: 224,
+            hidden_size: 384,
+            num_attention_heads: 6,
+            intermediate_size: 1536,
+            num_hidden_layers: 6,
+            ..Self::internvit_300m()
+        }
+    }
+
+    /// Patches per side at the preset image size.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Checks divisibility and supported options.
+    pub fn validate(&self) -> Result<()> {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(Error::Msg(format!(
+                "vision_config: image_size {} is not a multiple of patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(Error::Msg(format!(
+                "vision_config: hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        if self.hidden_act != "gelu" {
+            return Err(Error::Msg(format!(
+                "vision_config: hidden_act `{}` is not supported (InternViT uses `gelu`)",
+                self.hidden_act
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The part of InternVL's `llm_config` the projector needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmWidth {
+    /// LLM embedding width = projector output width (2048 for Qwen3-1.7B).
+    pub hidden_size: usize,
+}
+
+/// The semantic encoder: InternViT + pixel shuffle + `mlp1` projector (the vision half of
+/// InternVL's `InternVLChatConfig`; field names as in its `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InternVlConfig {
+    /// The InternViT tower.
+    pub vision_config: InternVisionConfig,
+    /// Only `hidden_size` is read: the projector's output width.
+    pub llm_config: LlmWidth,
+    /// Pixel-shuffle ratio (0.5: 2×2 neighbouring patches → one token of 4× width).
+    #[serde(default = "default_downsample")]
+    pub downsample_ratio: f64,
+    /// Which hidden state feeds the projector, Python-indexed over `[embeddings, layer 1, …,
+    /// layer L]` (`-1` = last layer).
+    #[serde(default = "default_select_layer")]
+    pub select_layer: i64,
+    /// Pixel-shuffle version; only `"v2"` (InternVL2+, with the final transpose) is supported.
+    #[serde(default = "default_ps_version")]
+    pub ps_version: String,
+}
+
+fn default_downsample() -> f64 {
+    0.5
+}
+fn default_select_layer() -> i64 {
+    -1
+}
+fn default_ps_version() -> String {
+    "v2".to_string()
+}
+
+impl InternVlConfig {
+    /// InternVL3.5-2B: InternViT-300M + projector into Qwen3-1.7B (hidden 2048).
+    ///
+    /// Source: `OpenGVLab/InternVL3_5-2B/config.json` (`downsample_ratio 0.5`,
+    /// `select_layer -1`, `ps_version "v2"`, `llm_config.hidden_size 2048`).
+    pub fn internvl3_5_2b() -> Self {
+        Self {
+            vision_config: InternVisionConfig::internvit_300m(),
+            llm_config: LlmWidth { hidden_size: 2048 },
+            downsample_ratio: 0.5,
+            select_layer: -1,
+            ps_version: "v2".to_string(),
+        }
+    }
+
+    /// Unit-test size: 16 patches → 4 tokens of width 256 → projected to 32 (the width of
+    /// `llm::LlmConfig::tiny`).
+    pub fn tiny() -> Self {
+        Self {
+            vision_config: InternVisionConfig::tiny(),
+            llm_config: LlmWidth { hidden_size: 32 },
+            ..Self::internvl3_5_2b()
+        }
+    }
+
+    /// CPU default: 256 patches → 64 tokens of width 1536 → projected to 576 (SmolLM2-135M's
+    /// width; set `llm_config.hidden_size` to the LLM actually used).
+    pub fn small() -> Self {
+        Self {
+            vision_config: InternVisionConfig::small(),
+            llm_config: LlmWidth { hidden_size: 576 },
+            ..Self::internvl3_5_2b()
+        }
+    }
+
+    /// Named preset: `tiny`, `small` or `internvl3_5_2b`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "small" => Ok(Self::small()),
+            "internvl3_5_2b" => Ok(Self::internvl3_5_2b()),
+            other => Err(Error::Msg(format!(
+                "unknown semantic-encoder preset `{other}` (use tiny, small or internvl3_5_2b)"
+            ))),
+        }
+    }
+
+    /// Pixel-shuffle factor `1 / downsample_ratio` (2 for 0.5).
+    pub fn shuffle_factor(&self) -> Result<usize> {
+        let inv = 1.0 / self.downsample_ratio;
+        let factor = inv.round();
+        if !(factor >= 1.0 && (inv - factor).abs() < 1e-9) {
+            return Err(Error::Msg(format!(
+                "downsample_ratio {} must be 1/k for an integer k ≥ 1",
+                self.downsample_ratio
+            )));
+        }
+        Ok(factor as usize)
+    }
+
+    /// Width of pixel-shuffled features: `hidden_size · k²`.
+    pub fn shuffled_width(&self) -> Result<usize> {
+        let k = self.shuffle_factor()?;
+        Ok(self.vision_config.hidden_size * k * k)
+    }
+
+    /// Visual tokens per image at the preset image size (256 for InternVL3.5 at 448 px).
+    pub fn tokens_per_image(&self) -> Result<usize> {
+        let k = self.shuffle_factor()?;
+        let g = self.vision_config.grid_size() / k;
+        Ok(g * g)
+    }
+
+    /// Number of encoder layers to run for `select_layer` (Python indexing over `L + 1` states).
+    pub fn layers_to_run(&self) -> Result<usize> {
+        let n_states = self.vision_config.num_hidden_layers as i64 + 1;
+        let idx = if self.select_layer < 0 {
+            n_states + self.select_layer
+        } else {
+            self.select_layer
+        };
+        if !(0..n_states).contains(&idx) {
+            return Err(Error::Msg(format!(
+                "select_layer {} is out of range for {} layers",
+                self.select_layer, self.vision_config.num_hidden_layers
+            )));
+        }
+        Ok(idx as usize)
+    }
+
+    /// Checks the whole configuration.
+    pub fn validate(&self) -> Result<()> {
+        self.vision_config.validate()?;
+        let k = self.shuffle_factor()?;
+        if !self.vision_config.grid_size().is_multiple_of(k) {
+            return Err(Error::Msg(format!(
+                "patch grid {} is not divisible by the pixel-shuffle factor {k}",
+                self.vision_config.grid_size()
+            )));
+        }
+        if self.ps_version != "v2" {
+            return Err(Error::Msg(format!(
+                "ps_version `{}` is not supported (only `v2`)",
+                self.ps_version
+            )));
+        }
+        self.layers_to_run()?;
+        Ok(())
+    }
+}
+
+/// The point-map ViT: our light, trainable 3D encoder over calibrated XYZ point maps
+/// (no upstream checkpoint; a stand-in for Cut3R with the same token interface).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointMapVitConfig {
+    /// Point-map side in pixels the position embeddings are built for.
+    pub image_size: usize,
+    /// Square patch side in pixels.
+    pub patch_size: usize,
+    /// Token width inside the encoder.
+    pub hidden_size: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// MLP hidden width.
+    pub intermediate_size: usize,
+    /// Encoder blocks.
+    pub num_hidden_layers: usize,
+    /// Output token width `d_s` (768 matches Cut3R's decoder tokens).
+    pub output_size: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+}
+
+impl PointMapVitConfig {
+    /// Unit-test size: 56 px, patch 14 → 16 tokens, width 32, 1 block, d_s 48.
+    pub fn tiny() -> Self {
+        Self {
+            image_size: 56,
+            patch_size: 14,
+            hidden_size: 32,
+            num_attention_heads: 2,
+            intermediate_size: 64,
+            num_hidden_layers: 1,
+            output_size: 48,
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// CPU default: 224 px, patch 16 → 196 tokens, width 192, 4 blocks, d_s 256 (~1.9 M params).
+    pub fn small() -> Self {
+        Self {
+            image_size: 224,
+            patch_size: 16,
+            hidden_size: 192,
+            num_attention_heads: 3,
+            intermediate_size: 768,
+            num_hidden_layers: 4,
+            output_size: 256,
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// Cut3R-shaped interface: 432 px, patch 16 → 729 tokens of width 768 (the numbers VLM-3R
+    /// reads from Cut3R's last decoder layer), 6 blocks of width 384.
+    pub fn cut3r_shaped() -> Self {
+        Self {
+            image_size: 432,
+            patch_size: 16,
+            hidden_size: 384,
+            num_attention_heads: 6,
+            intermediate_size: 1536,
+            num_hidden_layers: 6,
+            output_size: 768,
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// Named preset: `tiny`, `small` or `cut3r_shaped`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "small" => Ok(Self::small()),
+            "cut3r_shaped" => Ok(Self::cut3r_shaped()),
+            other => Err(Error::Msg(format!(
+                "unknown point-map ViT preset `{other}` (use tiny, small or cut3r_shaped)"
+            ))),
+        }
+    }
+
+    /// Checks divisibility.
+    pub fn validate(&self) -> Result<()> {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(Error::Msg(format!(
+                "point-map ViT: image_size {} is not a multiple of patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return Err(Error::Msg(format!(
+                "point-map ViT: hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the fusion layer sits on the semantic path (paper §6: unspecified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionPlacement {
+    /// On the ViT patch tokens (class token dropped), before pixel shuffle and `mlp1`: the
+    /// analogue of VLM-3R, which fuses raw vision-tower features before its projector.
+    /// `d_v` = ViT width (1024), 1024 queries per 448-px image. Default.
+    BeforeProjector,
+    /// On the projector output (`d_v` = LLM width, 256 queries per image).
+    AfterProjector,
+}
+
+/// The cross-attention fusion layer (paper §1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// Semantic token width `d_v` (must match the placement: ViT width or LLM width).
+    pub semantic_size: usize,
+    /// 3D token width `d_s`.
+    pub spatial_size: usize,
+    /// Shared attention width (`None` = `semantic_size`, as VLM-3R).
+    #[serde(default)]
+    pub attention_size: Option<usize>,
+    /// Attention heads (default 16: head dim 64 at d = 1024, as InternViT and VLM-3R's 18×64).
+    pub num_heads: usize,
+    /// Dropout after the residual sum (paper: "dropout and layer normalization").
+    pub dropout: f32,
+    /// Initial α (paper: 0.5).
+    pub alpha_init: f64,
+    /// LayerNorm epsilon (PyTorch default 1e-5).
+    pub layer_norm_eps: f64,
+    /// Where the layer sits.
+    pub placement: FusionPlacement,
+}
+
+impl FusionConfig {
+    /// The paper's settings for a given semantic and 3D width, placed before the projector.
+    pub fn paper(semantic_size: usize, spatial_size: usize, num_heads: usize) -> Self {
+        Self {
+            semantic_size,
+            spatial_size,
+            attention_size: None,
+            num_heads,
+            dropout: 0.1,
+            alpha_init: 0.5,
+            layer_norm_eps: 1e-5,
+            placement: FusionPlacement::BeforeProjector,
+        }
+    }
+
+    /// Shared attention width.
+    pub fn attention_width(&self) -> usize {
+        self.attention_size.unwrap_or(self.semantic_size)
+    }
+
+    /// Checks head divisibility.
+    pub fn validate(&self) -> Result<()> {
+        let d = self.attention_width();
+        if self.num_heads == 0 || !d.is_multiple_of(self.num_heads) {
+            return Err(Error::Msg(format!(
+                "fusion: attention width {d} is not a multiple of num_heads {}",
+                self.num_heads
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Msg(format!(
+                "fusion: dropout {} must be in [0, 1)",
+                self.dropout
+            )));
+        }
+        Ok(())
+    }
+}
