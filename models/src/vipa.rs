@@ -151,7 +151,7 @@ impl std::fmt::Debug for VipaVision {
 }
 
 /// Picks the builder for a group: `Var`s in `varmap` if it trains, plain tensors otherwise.
-fn builder_for(
+pub(crate) fn builder_for(
     group: ParamGroup,
     policy: &StagePolicy,
     weights: Option<&Arc<Checkpoint>>,
