@@ -1,0 +1,216 @@
+//! The per-message logic of lift-hands, without dora: [`LiftHands::on_input`] answers every
+//! `image` with exactly one message on [`OUTPUT_HANDS`] (hands or a frame error).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, UInt8Array};
+use vipa_msgs::meta::keys;
+use vipa_msgs::{
+    Control, Hand, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, StreamHeader,
+};
+use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
+use vipa_synth::sidecar::{ClipTruth, HandSide as SynthSide, read_clip_truth};
+
+use crate::config::LiftHandsConfig;
+
+/// Output id of hands (and frame errors).
+pub const OUTPUT_HANDS: &str = "hands";
+/// Input id of frames.
+pub const INPUT_IMAGE: &str = "image";
+/// Input id of ingest's clip / stream ends.
+pub const INPUT_CLIP_END: &str = "clip_end";
+/// `kind` of a frame-error marker (same convention as lift-depth).
+pub const FRAME_ERROR_KIND: &str = "frame_error";
+/// Metadata key of a frame-error marker's reason.
+pub const KEY_ERROR: &str = "error";
+/// Confidence written for a joint the sidecar marks visible (0 for an occluded one).
+pub const VISIBLE_CONFIDENCE: f32 = 1.0;
+
+fn frame_error(header: &StreamHeader, error: &str) -> (ArrayRef, Metadata) {
+    let mut meta = Metadata::new();
+    header.write(&mut meta);
+    meta.insert(
+        keys::KIND.into(),
+        MetaValue::String(FRAME_ERROR_KIND.into()),
+    );
+    meta.insert(KEY_ERROR.into(), MetaValue::String(error.to_owned()));
+    meta.insert("node".into(), MetaValue::String("lift-hands".into()));
+    (Arc::new(UInt8Array::from(Vec::<u8>::new())), meta)
+}
+
+/// Run totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandsTotals {
+    pub frames: u64,
+    pub hands: u64,
+    pub frame_errors: u64,
+    pub bad_messages: u64,
+}
+
+struct Loaded {
+    clip_id: String,
+    truth: Result<ClipTruth, String>,
+}
+
+/// Looks up hand joints with the configured backend.
+pub struct LiftHands {
+    cfg: LiftHandsConfig,
+    clip: Option<Loaded>,
+    out_seq: u64,
+    seq: SeqTracker,
+    totals: HandsTotals,
+}
+
+fn sidecar_path(dir: &Path, clip_id: &str) -> PathBuf {
+    dir.join(format!("{clip_id}.truth.parquet"))
+}
+
+impl LiftHands {
+    pub fn new(cfg: LiftHandsConfig) -> Self {
+        Self {
+            cfg,
+            clip: None,
+            out_seq: 0,
+            seq: SeqTracker::new(),
+            totals: HandsTotals::default(),
+        }
+    }
+
+    pub fn totals(&self) -> &HandsTotals {
+        &self.totals
+    }
+
+    pub fn seq(&self) -> &SeqTracker {
+        &self.seq
+    }
+
+    /// Handles one input message. Only a failed send is an error; bad inputs are logged.
+    pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), IoError> {
+        match msg.id.as_str() {
+            INPUT_IMAGE => self.on_image(msg, out),
+            INPUT_CLIP_END => {
+                match Control::from_arrow(msg.array.as_ref(), &msg.meta) {
+                    Ok(c) => {
+                        self.seq.observe(INPUT_CLIP_END, c.seq());
+                        if matches!(c, Control::ClipEnd(_) | Control::StreamEnd(_)) {
+                            self.clip = None;
+                        }
+                    }
+                    Err(e) => {
+                        self.totals.bad_messages += 1;
+                        tracing::warn!("bad message on `{INPUT_CLIP_END}`: {e}");
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                tracing::warn!(input = other, "ignoring unexpected input");
+                Ok(())
+            }
+        }
+    }
+
+    fn on_image(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), IoError> {
+        let image = match msg.decode::<ImageFrame>() {
+            Ok(i) => i,
+            Err(e) => {
+                self.totals.bad_messages += 1;
+                tracing::error!("cannot decode a frame, no hands sent: {e}");
+                return Ok(());
+            }
+        };
+        self.seq.observe(INPUT_IMAGE, image.header.seq);
+        self.totals.frames += 1;
+        let header = StreamHeader {
+            seq: self.out_seq,
+            ..image.header
+        };
+        let (array, meta) = match self.hands(&header) {
+            Ok(msg) => {
+                self.totals.hands += msg.hands.len() as u64;
+                msg.to_arrow()
+            }
+            Err(reason) => {
+                self.totals.frame_errors += 1;
+                frame_error(&header, &reason)
+            }
+        };
+        out.send_raw(OUTPUT_HANDS, array, meta)?;
+        self.out_seq += 1;
+        Ok(())
+    }
+
+    fn load(&mut self, clip_id: &str) -> Result<&ClipTruth, String> {
+        if self.clip.as_ref().is_none_or(|l| l.clip_id != clip_id) {
+            let path = sidecar_path(&self.cfg.sidecar_dir, clip_id);
+            let truth = if path.is_file() {
+                read_clip_truth(&path).map_err(|e| format!("cannot read the sidecar: {e}"))
+            } else {
+                Err(format!(
+                    "no sidecar {} (the `sidecar` hands backend reads ground-truth joints from <sidecar_dir>/<clip_id>.truth.parquet; set `sidecar_dir` or regenerate the clip with vipa-synth)",
+                    path.display()
+                ))
+            };
+            if let Err(reason) = &truth {
+                tracing::error!(clip = clip_id, "cannot lift hands for this clip: {reason}");
+            }
+            self.clip = Some(Loaded {
+                clip_id: clip_id.to_owned(),
+                truth,
+            });
+        }
+        match &self.clip {
+            Some(Loaded { truth: Ok(t), .. }) => Ok(t),
+            Some(Loaded { truth: Err(e), .. }) => Err(e.clone()),
+            None => Err("no sidecar loaded".to_owned()),
+        }
+    }
+
+    fn hands(&mut self, header: &StreamHeader) -> Result<HandsMsg, String> {
+        let truth = self.load(&header.clip_id)?;
+        let idx =
+            u32::try_from(header.frame_idx).map_err(|_| "frame index too large".to_owned())?;
+        let frame = truth
+            .frames
+            .get(idx as usize)
+            .filter(|f| f.frame_idx == idx)
+            .or_else(|| truth.frames.iter().find(|f| f.frame_idx == idx))
+            .ok_or_else(|| {
+                format!(
+                    "the sidecar has no frame {idx} (it has {}); the video and its sidecar disagree",
+                    truth.frames.len()
+                )
+            })?;
+        let hands = frame
+            .hands
+            .iter()
+            .map(|h| Hand {
+                side: match h.side {
+                    SynthSide::Left => HandSide::Left,
+                    SynthSide::Right => HandSide::Right,
+                },
+                joints_xyz: h.joints_cam,
+                confidence: h.visible.map(|v| if v { VISIBLE_CONFIDENCE } else { 0.0 }),
+                joints_uv: h.joints_2d,
+            })
+            .collect();
+        Ok(HandsMsg {
+            header: header.clone(),
+            hands,
+        })
+    }
+
+    /// Logs the totals and the sequence check.
+    pub fn log_summary(&self) {
+        self.seq.log_summary();
+        let t = &self.totals;
+        tracing::info!(
+            frames = t.frames,
+            hands = t.hands,
+            frame_errors = t.frame_errors,
+            bad_messages = t.bad_messages,
+            "lift-hands summary"
+        );
+    }
+}

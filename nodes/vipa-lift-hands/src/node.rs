@@ -1,0 +1,34 @@
+//! The dora side of lift-hands: receive, lift, send, until the inputs close.
+//!
+//! No linger is needed after the last send: in `annotate.yml` video-ingest exits only once the
+//! annotate node has acked every frame, and annotate acks a frame only after its hands message
+//! arrived, so this node's inputs close (and it exits) after its last message was delivered.
+
+use dora_node_api::{DoraNode, Event, EventStream};
+use eyre::WrapErr;
+use vipa_node_kit::{DoraOutputs, InputMsg};
+
+use crate::config::LiftHandsConfig;
+use crate::lift::LiftHands;
+
+/// Runs the node until its inputs close or dora stops it.
+pub fn run(mut node: DoraNode, mut events: EventStream, cfg: LiftHandsConfig) -> eyre::Result<()> {
+    tracing::info!(backend = cfg.backend.as_str(), sidecar_dir = %cfg.sidecar_dir.display(), "starting lift-hands");
+    let mut lift = LiftHands::new(cfg);
+    while let Some(event) = events.recv() {
+        match &event {
+            Event::Input { .. } => {
+                if let Some(msg) = InputMsg::from_event(&event) {
+                    lift.on_input(&msg, &mut DoraOutputs::new(&mut node))
+                        .wrap_err("cannot send a hands message")?;
+                }
+            }
+            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
+            Event::Stop(cause) => tracing::info!(?cause, "stop"),
+            Event::Error(e) => tracing::warn!("event stream error: {e}"),
+            _ => {}
+        }
+    }
+    lift.log_summary();
+    Ok(())
+}
