@@ -1,1 +1,43 @@
-//! placeholder: written in the foundation issue
+//! `vipa-node-kit`: what every vipa dora node shares.
+//!
+//! - [`config`]: YAML node configuration from `VIPA_CONFIG` (a path or inline YAML), with
+//!   unknown-key detection and a semantic `validate` step.
+//! - [`meta`]: lossless `vipa_msgs::Metadata` ↔ dora `MetadataParameters` conversion.
+//! - [`io`]: the [`Outputs`] trait (dora or in-memory recording) and decoding of inputs, so
+//!   per-message node logic is a plain struct testable without dora.
+//! - [`seq`]: [`SeqTracker`], per-input sequence-gap counting.
+//! - [`runtime`]: tracing setup, timed receive, and [`linger`], the wait after the last send.
+//!
+//! # The shape of a vipa node
+//! ```text
+//! main():  init_tracing(id); cfg = load_config()?; (node, events) = DoraNode::init_from_env()?;
+//!          run(node, events, cfg)
+//! run():   logic = Logic::new(cfg);
+//!          while let Some(event) = events.recv() {
+//!              Input      → logic.on_input(InputMsg, &mut DoraOutputs)   (SeqTracker inside)
+//!              InputClosed → note it;  Stop → break
+//!          }
+//!          after the last send: linger(events, grace, |e| receiver confirmed everything)
+//!          log the SeqTracker summary
+//! ```
+
+pub mod config;
+pub mod io;
+pub mod meta;
+pub mod runtime;
+pub mod seq;
+
+pub use config::{CONFIG_ENV, ConfigError, NodeConfig, from_path, from_yaml_str, load_config};
+pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
+pub use runtime::{LingerEnd, Recv, init_tracing, linger, recv_until};
+pub use seq::{SeqEvent, SeqStats, SeqTracker};
+
+/// Current time as nanoseconds since the Unix epoch (0 if the clock is before 1970).
+///
+/// Used for cross-process latency stamps; both processes must share a clock (one machine).
+pub fn unix_time_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,62 @@
+//! The dora side of the frame-check sink: receive until the stream closes, ack every message,
+//! write the summary when the stream end arrives and again (with dora's drop counts) on exit.
+
+use std::collections::BTreeMap;
+
+use dora_node_api::{DoraNode, Event, EventStream};
+use eyre::WrapErr;
+use vipa_node_kit::{DoraOutputs, InputMsg};
+
+use crate::check::{FrameCheck, write_summary};
+use crate::config::FrameCheckConfig;
+
+/// Runs the sink until its inputs close or dora stops it.
+pub fn run(mut node: DoraNode, mut events: EventStream, cfg: FrameCheckConfig) -> eyre::Result<()> {
+    let path = cfg.summary_path.clone();
+    let mut check = FrameCheck::new(cfg);
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(event) = events.recv() {
+        match &event {
+            Event::Input { .. } => {
+                let Some(msg) = InputMsg::from_event(&event) else {
+                    continue;
+                };
+                let was_ended = check.stream_ended();
+                check
+                    .on_input(
+                        &msg,
+                        vipa_node_kit::unix_time_ns(),
+                        &mut DoraOutputs::new(&mut node),
+                    )
+                    .wrap_err("cannot send ack")?;
+                if !was_ended && check.stream_ended() {
+                    // Write now: the file is there even if the graph is killed before exit.
+                    collect_drops(&mut events, &mut dropped);
+                    write_summary(&path, &check.summary(dropped.clone()))
+                        .wrap_err_with(|| format!("cannot write summary {}", path.display()))?;
+                }
+            }
+            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
+            Event::Stop(cause) => tracing::info!(?cause, "stop"),
+            Event::Error(e) => tracing::warn!("event stream error: {e}"),
+            _ => {}
+        }
+    }
+    collect_drops(&mut events, &mut dropped);
+    check.log_summary();
+    let summary = check.summary(dropped);
+    write_summary(&path, &summary)
+        .wrap_err_with(|| format!("cannot write summary {}", path.display()))?;
+    if summary.all_delivered {
+        tracing::info!(frames = summary.frames, clips = summary.clips.len(), path = %path.display(), "all delivered");
+    } else {
+        tracing::warn!(problems = ?summary.problems, path = %path.display(), "stream incomplete");
+    }
+    Ok(())
+}
+
+fn collect_drops(events: &mut EventStream, dropped: &mut BTreeMap<String, u64>) {
+    for (id, n) in events.drain_drop_counts() {
+        *dropped.entry(id.to_string()).or_default() += n;
+    }
+}
