@@ -1,0 +1,203 @@
+//! Autoregressive generation with a KV cache: greedy or seeded temperature sampling, stop
+//! tokens, a token budget, and an optional restriction to a set of allowed tokens (e.g. only
+//! motion tokens).
+
+use candle_core::{DType, Result, Tensor, bail};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::model::CausalLm;
+
+/// How the next token is chosen from the logits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Highest logit; ties go to the lowest id (as `argmax` in PyTorch).
+    Greedy,
+    /// Sample from `softmax(logits / temperature)` with a ChaCha8 stream seeded by `seed`,
+    /// so the same seed gives the same tokens on every machine.
+    Temperature { temperature: f64, seed: u64 },
+}
+
+/// Generation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    /// Most tokens to generate (stop token included).
+    pub max_new_tokens: usize,
+    /// Generation ends after emitting any of these (it is kept in the output, as in
+    /// transformers' `generate`).
+    pub stop_tokens: Vec<u32>,
+    pub sampling: Sampling,
+    /// When set, only these ids may be generated (the others get probability zero).
+    pub allowed_tokens: Option<Vec<u32>>,
+}
+
+impl GenerationConfig {
+    /// Greedy decoding of at most `max_new_tokens`, stopping at `stop_tokens`.
+    pub fn greedy(max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
+        Self {
+            max_new_tokens,
+            stop_tokens,
+            sampling: Sampling::Greedy,
+            allowed_tokens: None,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The last token is one of the stop tokens.
+    StopToken(u32),
+    /// `max_new_tokens` reached.
+    MaxTokens,
+}
+
+/// Generated ids (prompt excluded) and why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub stop: StopReason,
+}
+
+/// Picks next tokens from logit rows.
+struct Sampler {
+    sampling: Sampling,
+    rng: ChaCha8Rng,
+    allowed: Option<Vec<bool>>,
+}
+
+impl Sampler {
+    fn new(cfg: &GenerationConfig, vocab: usize) -> Result<Self> {
+        let seed = match cfg.sampling {
+            Sampling::Greedy => 0,
+            Sampling::Temperature { temperature, seed } => {
+                if !(temperature > 0.0 && temperature.is_finite()) {
+                    bail!("sampling temperature must be positive and finite, got {temperature}");
+                }
+                seed
+            }
+        };
+        let allowed = match &cfg.allowed_tokens {
+            None => None,
+            Some(ids) => {
+                let mut mask = vec![false; vocab];
+                for &id in ids {
+                    let Some(slot) = mask.get_mut(id as usize) else {
+                        bail!("allowed token {id} is outside the vocabulary ({vocab})");
+                    };
+                    *slot = true;
+                }
+                if ids.is_empty() {
+                    bail!("allowed_tokens is empty: nothing could be generated");
+                }
+                Some(mask)
+            }
+        };
+        Ok(Self {
+            sampling: cfg.sampling,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            allowed,
+        })
+    }
+
+    fn is_allowed(&self, id: usize) -> bool {
+        self.allowed.as_ref().is_none_or(|m| m[id])
+    }
+
+    /// `logits: [vocab]`.
+    fn next(&mut self, logits: &Tensor) -> Result<u32> {
+        let logits = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if logits.iter().any(|l| l.is_nan()) {
+            bail!("the LLM produced NaN logits");
+        }
+        let candidates = (0..logits.len()).filter(|&i| self.is_allowed(i));
+        match self.sampling {
+            Sampling::Greedy => {
+                let mut best: Option<usize> = None;
+                for i in candidates {
+                    if best.is_none_or(|b| logits[i] > logits[b]) {
+                        best = Some(i);
+                    }
+                }
+                best.map(|i| i as u32)
+                    .ok_or_else(|| candle_core::Error::msg("no token to choose from"))
+            }
+            Sampling::Temperature { temperature, .. } => {
+                let ids: Vec<usize> = candidates.collect();
+                let max = ids
+                    .iter()
+                    .map(|&i| logits[i])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let weights: Vec<f64> = ids
+                    .iter()
+                    .map(|&i| ((f64::from(logits[i]) - f64::from(max)) / temperature).exp())
+                    .collect();
+                let total: f64 = weights.iter().sum();
+                let mut draw = self.rng.random::<f64>() * total;
+                for (&id, w) in ids.iter().zip(&weights) {
+                    if draw < *w {
+                        return Ok(id as u32);
+                    }
+                    draw -= w;
+                }
+                // Rounding left `draw` just above the last weight: take the last candidate.
+                ids.last()
+                    .map(|&i| i as u32)
+                    .ok_or_else(|| candle_core::Error::msg("no token to choose from"))
+            }
+        }
+    }
+}
+
+impl CausalLm {
+    /// Generates after a token prompt, `prompt: [seq]` ids.
+    pub fn generate(&self, prompt: &[u32], cfg: &GenerationConfig) -> Result<Generation> {
+        let ids = Tensor::new(prompt, self.device())?.unsqueeze(0)?;
+        self.generate_from_embeds(&self.embed(&ids)?, cfg)
+    }
+
+    /// Generates after a prompt given as embeddings `[1, seq, hidden]` (text with spliced
+    /// image features). Runs the prompt once, then one position per new token with a KV cache.
+    pub fn generate_from_embeds(
+        &self,
+        prompt_embeds: &Tensor,
+        cfg: &GenerationConfig,
+    ) -> Result<Generation> {
+        let (b, seq, _) = prompt_embeds.dims3()?;
+        if b != 1 {
+            bail!("generation takes one sequence at a time, got a batch of {b}");
+        }
+        if seq == 0 {
+            bail!("generation needs a non-empty prompt");
+        }
+        let mut sampler = Sampler::new(cfg, self.config().vocab_size)?;
+        let mut cache = self.new_cache();
+        let mut tokens = Vec::with_capacity(cfg.max_new_tokens);
+        if cfg.max_new_tokens == 0 {
+            return Ok(Generation {
+                tokens,
+                stop: StopReason::MaxTokens,
+            });
+        }
+        let mut logits = self.last_logits(&prompt_embeds.detach(), 0, Some(&mut cache))?;
+        loop {
+            let next = sampler.next(&logits.squeeze(0)?)?;
+            tokens.push(next);
+            if cfg.stop_tokens.contains(&next) {
+                return Ok(Generation {
+                    tokens,
+                    stop: StopReason::StopToken(next),
+                });
+            }
+            if tokens.len() >= cfg.max_new_tokens {
+                return Ok(Generation {
+                    tokens,
+                    stop: StopReason::MaxTokens,
+                });
+            }
+            let ids = Tensor::new(&[next], self.device())?.unsqueeze(0)?;
+            let embeds = self.embed(&ids)?.detach();
+            logits = self.last_logits(&embeds, cache.len(), Some(&mut cache))?;
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Image-feature splicing, motion-token vocabulary extension and sampling.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too: a panic is a failed test
+
+mod llm_common;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use llm_common::{config, max_abs_diff, model, weights};
+use tokenizers::Tokenizer;
+use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use vipa_models::llm::{
+    Axis, CausalLm, GenerationConfig, MotionVocab, Sampling, model_from_tensors,
+    splice_image_features,
+};
+
+const IMG: u32 = 100;
+
+#[test]
+fn splice_replaces_placeholders_in_order() {
+    let dev = Device::Cpu;
+    let m = model("llama");
+    let ids = Tensor::new(&[[3u32, IMG, IMG, 7], [IMG, 9, 10, 11]], &dev).unwrap();
+    let features = Tensor::arange(0f32, 3.0 * 32.0, &dev)
+        .unwrap()
+        .reshape((3, 32))
+        .unwrap();
+    let out = m.embed_with_images(&ids, IMG, &features).unwrap();
+    assert_eq!(out.dims(), [2, 4, 32]);
+    let text = m.embed(&ids).unwrap();
+    let row = |t: &Tensor, b: usize, s: usize| t.get(b).unwrap().get(s).unwrap();
+    // Placeholders take feature rows 0, 1 (batch 0) and 2 (batch 1).
+    assert_eq!(
+        max_abs_diff(&row(&out, 0, 1), &features.get(0).unwrap()),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(&row(&out, 0, 2), &features.get(1).unwrap()),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(&row(&out, 1, 0), &features.get(2).unwrap()),
+        0.0
+    );
+    // Text rows are the token embeddings.
+    for (b, s) in [(0, 0), (0, 3), (1, 1), (1, 3)] {
+        assert_eq!(max_abs_diff(&row(&out, b, s), &row(&text, b, s)), 0.0);
+    }
+}
+
+#[test]
+fn splice_count_mismatch_is_a_clear_error() {
+    let dev = Device::Cpu;
+    let m = model("llama");
+    let ids = Tensor::new(&[[3u32, IMG, IMG, 7]], &dev).unwrap();
+    let features = Tensor::zeros((3, 32), DType::F32, &dev).unwrap();
+    let err = m
+        .embed_with_images(&ids, IMG, &features)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 image placeholder") && err.contains("3 image feature rows"),
+        "{err}"
+    );
+    let wrong_width = Tensor::zeros((2, 16), DType::F32, &dev).unwrap();
+    let text = m.embed(&ids).unwrap();
+    let err = splice_image_features(&text, &ids, IMG, &wrong_width)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("width 16"), "{err}");
+}
+
+/// The placeholder id may lie outside the vocabulary (only its rows are replaced).
+#[test]
+fn placeholder_outside_vocab_is_fine() {
+    let dev = Device::Cpu;
+    let m = model("qwen3");
+    let ids = Tensor::new(&[[3u32, 9999, 7]], &dev).unwrap();
+    let features = Tensor::ones((1, 32), DType::F32, &dev).unwrap();
+    let out = m.embed_with_images(&ids, 9999, &features).unwrap();
+    assert_eq!(
+        max_abs_diff(
+            &out.get(0).unwrap().get(1).unwrap(),
+            &features.get(0).unwrap()
+        ),
+        0.0
+    );
+}
+
+fn word_tokenizer() -> Tokenizer {
+    let vocab: HashMap<String, u32> = ["[UNK]", "pick", "up", "the", "mug"]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), i as u32))
+        .collect();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tok = Tokenizer::new(model);
+    tok.with_pre_tokenizer(Some(Whitespace {}));
+    tok
+}
+
+#[test]
+fn motion_tokens_encode_as_single_ids_after_the_base_vocab() {
+    let mut tok = word_tokenizer();
+    let motion = MotionVocab::add_to_tokenizer(&mut tok).unwrap();
+    assert_eq!(motion.first_id(), 5);
+    let ids = vipa_models::llm::encode(&tok, "pick up<mx_0><my_512> <mz_1023>the mug").unwrap();
+    assert_eq!(
+        ids,
+        vec![
+            1,
+            2,
+            motion.id(Axis::X, 0).unwrap(),
+            motion.id(Axis::Y, 512).unwrap(),
+            motion.id(Axis::Z, 1023).unwrap(),
+            3,
+            4
+        ]
+    );
+    assert_eq!(ids[3], 5 + 1024 + 512);
+    assert_eq!(motion.decode(ids[4]), Some((Axis::Z, 1023)));
+    let text = vipa_models::llm::decode(&tok, &ids[2..5]).unwrap();
+    assert!(
+        text.contains("<mx_0>") && text.contains("<mz_1023>"),
+        "{text}"
+    );
+    // Adding twice is refused.
+    assert!(MotionVocab::add_to_tokenizer(&mut tok).is_err());
+}
+
+/// Extending a checkpoint keeps the old logits exactly and gives the new tokens finite logits;
+/// tied and untied heads both grow.
+#[test]
+fn extended_checkpoint_keeps_old_logits() {
+    let dev = Device::Cpu;
+    for arch in ["llama", "qwen3"] {
+        let base = model(arch);
+        let mut cfg = config(arch);
+        let mut tensors = weights(arch);
+        let motion = MotionVocab::after_vocab(cfg.vocab_size);
+        motion
+            .extend_checkpoint(&mut tensors, &mut cfg, 42)
+            .unwrap();
+        assert_eq!(cfg.vocab_size, 128 + 3072);
+        let extended = model_from_tensors(&cfg, tensors, DType::F32, &dev, "test").unwrap();
+        let ids = Tensor::new(&[[3u32, 17, 29, 4]], &dev).unwrap();
+        let old = base.forward(&ids, 0, None).unwrap();
+        let new = extended.forward(&ids, 0, None).unwrap();
+        assert_eq!(new.dims(), [1, 4, 128 + 3072]);
+        // Same rows, same logits (up to the matmul's blocking of a wider output).
+        let d = max_abs_diff(&new.narrow(2, 0, 128).unwrap(), &old);
+        assert!(d < 1e-5, "{arch}: old-token logits moved by {d}");
+        assert!(
+            new.sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .is_finite()
+        );
+        // Motion ids embed and can be generated when restricted to them.
+        let x = motion.id(Axis::X, 7).unwrap();
+        let out = extended
+            .forward(&Tensor::new(&[[3u32, x]], &dev).unwrap(), 0, None)
+            .unwrap();
+        assert_eq!(out.dims(), [1, 2, 3200]);
+        let cfg = GenerationConfig {
+            allowed_tokens: Some(motion.ids()),
+            ..GenerationConfig::greedy(3, vec![])
+        };
+        let generated = extended.generate(&[3, 17], &cfg).unwrap();
+        assert!(
+            generated.tokens.iter().all(|&t| motion.decode(t).is_some()),
+            "{:?}",
+            generated.tokens
+        );
+    }
+}
+
+fn sample(m: &CausalLm, temperature: f64, seed: u64) -> Vec<u32> {
+    let cfg = GenerationConfig {
+        sampling: Sampling::Temperature { temperature, seed },
+        ..GenerationConfig::greedy(12, vec![])
+    };
+    m.generate(&[5, 6, 7], &cfg).unwrap().tokens
+}
+
+#[test]
+fn temperature_sampling_is_seeded() {
+    let m = model("qwen3");
+    let a = sample(&m, 1.5, 7);
+    assert_eq!(a, sample(&m, 1.5, 7), "same seed, same tokens");
+    let others: Vec<Vec<u32>> = (8..12).map(|s| sample(&m, 1.5, s)).collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "different seeds should differ: {a:?} {others:?}"
+    );
+    // A near-zero temperature is greedy.
+    let greedy = m
+        .generate(&[5, 6, 7], &GenerationConfig::greedy(12, vec![]))
+        .unwrap()
+        .tokens;
+    assert_eq!(sample(&m, 1e-4, 3), greedy);
+    let bad = GenerationConfig {
+        sampling: Sampling::Temperature {
+            temperature: 0.0,
+            seed: 0,
+        },
+        ..GenerationConfig::greedy(1, vec![])
+    };
+    assert!(m.generate(&[5], &bad).is_err());
+}
