@@ -250,3 +250,43 @@ fn fresh_fusion_without_checkpoint_values_is_random_init() {
     .to_string();
     assert!(err.contains("missing tensor `fusion."), "{err}");
 }
+
+/// Timing of the CPU `small` preset (not run by default: `cargo test -p vipa-models --test
+/// vision_stages -- --ignored --nocapture`). Prints forward and stage-1 train-step times.
+#[test]
+#[ignore = "timing, slow on CPU"]
+fn small_preset_timing() {
+    let dev = Device::Cpu;
+    let cfg = VipaVisionConfig::small();
+    let w = Arc::new(Checkpoint::from_tensors(
+        "random",
+        VipaVision::random_weights(&cfg, &dev).unwrap(),
+    ));
+    let varmap = VarMap::new();
+    let model =
+        VipaVision::new(&cfg, &StagePolicy::new(Stage::One), Some(w), &varmap, &dev).unwrap();
+    let px = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev).unwrap();
+    let pts = SpatialInput::PointMaps(Tensor::rand(0.1f32, 1.0, (1, 224, 224, 3), &dev).unwrap());
+    let t = std::time::Instant::now();
+    let out = model.forward(&px, Some(&pts), false).unwrap();
+    eprintln!(
+        "small forward (batch 1): {:?}, out {:?}",
+        t.elapsed(),
+        out.dims()
+    );
+    let t = std::time::Instant::now();
+    let out = model.forward(&px, Some(&pts), true).unwrap();
+    let loss = out.sqr().unwrap().mean_all().unwrap();
+    let grads = loss.backward().unwrap();
+    eprintln!(
+        "small stage-1 forward+backward (batch 1): {:?}, {} trainable vars",
+        t.elapsed(),
+        varmap.all_vars().len()
+    );
+    assert!(
+        varmap
+            .all_vars()
+            .iter()
+            .all(|v| grads.get(v.as_tensor()).is_some())
+    );
+}
