@@ -70,7 +70,7 @@ impl SynthConfig {
                 self.width, self.height
             ));
         }
-        if self.width % 2 != 0 || self.height % 2 != 0 {
+        if !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
             return bad(format!(
                 "width and height must be even for H.264 (yuv420p), got {}x{}",
                 self.width, self.height
@@ -330,7 +330,7 @@ fn build_render_scene(plan: &ClipPlan, state: &WorldState, cam_from_world: &Pose
             prims.push(prim(Shape::Sphere { c, r: radii[j] }, knuckle));
         }
         for &(a, b) in BONES.iter().chain(PALM_WEB.iter()) {
-            let r = radii[a].min(radii[b]) * 0.9;
+            let r = radii[a].min(radii[b]) * 0.92;
             prims.push(prim(
                 Shape::Capsule {
                     a: joints[a],
@@ -346,19 +346,24 @@ fn build_render_scene(plan: &ClipPlan, state: &WorldState, cam_from_world: &Pose
             Shape::Capsule {
                 a: mid(0, 5) + (joints[5] - joints[0]) * 0.1,
                 b: mid(0, 17),
-                r: 0.014 * plan.hand_scale,
+                r: 0.019 * plan.hand_scale,
             },
             skin,
         ));
         // Forearm in a sleeve, starting a little behind the wrist so the wrist joint shows.
+        // The arm comes in from the camera's side nearly level, as in egocentric video, however
+        // far the hand is pitched down.
         let h = &hs.pose.world_from_hand;
         let arm_a = h.apply(v3(-0.05, 0.0, 0.004) * plan.hand_scale);
-        let arm_b = h.apply(v3(-0.30, 0.0, 0.02) * plan.hand_scale) + v3(0.0, 0.0, 0.06);
+        let fwd = h.apply_dir(v3(1.0, 0.0, 0.0));
+        let back = v3(-fwd.x, -fwd.y, 0.0).normalized();
+        // Long enough to leave the frame, so it never ends in mid-air.
+        let arm_b = arm_a + (back * 0.55 + v3(0.0, 0.0, 0.12)) * plan.hand_scale;
         prims.push(Prim {
             shape: Shape::Capsule {
                 a: cam_from_world.apply(arm_a),
                 b: cam_from_world.apply(arm_b),
-                r: 0.026 * plan.hand_scale,
+                r: 0.023 * plan.hand_scale,
             },
             colour: plan.sleeve,
             alt_colour: plan.sleeve,

@@ -39,12 +39,12 @@ const FLEX_GRASP: [f32; 3] = [0.80, 1.00, 0.55];
 /// Rendered radius of each joint sphere (metres, before the hand scale); bones use the
 /// smaller radius of their two end joints minus a millimetre.
 pub const JOINT_RADIUS: [f32; NUM_JOINTS] = [
-    0.016, // wrist
-    0.012, 0.011, 0.0100, 0.0090, // thumb
-    0.0105, 0.0095, 0.0085, 0.0075, // index
-    0.0110, 0.0100, 0.0090, 0.0078, // middle
-    0.0105, 0.0095, 0.0085, 0.0075, // ring
-    0.0095, 0.0085, 0.0078, 0.0070, // pinky
+    0.018, // wrist
+    0.0140, 0.0125, 0.0115, 0.0100, // thumb
+    0.0120, 0.0110, 0.0098, 0.0088, // index
+    0.0125, 0.0115, 0.0102, 0.0090, // middle
+    0.0120, 0.0108, 0.0097, 0.0086, // ring
+    0.0110, 0.0098, 0.0088, 0.0080, // pinky
 ];
 
 /// Bones as joint-index pairs (the 20 edges of the MediaPipe hand graph).
@@ -72,7 +72,7 @@ pub const BONES: [(usize, usize); 20] = [
 ];
 
 /// Extra capsules that fill in the palm between the metacarpals: (joint, joint) pairs.
-pub const PALM_WEB: [(usize, usize); 5] = [(5, 9), (9, 13), (13, 17), (1, 5), (2, 5)];
+pub const PALM_WEB: [(usize, usize); 6] = [(5, 9), (9, 13), (13, 17), (1, 5), (2, 5), (1, 9)];
 
 /// Pose parameters of one hand.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -15,6 +15,7 @@ use vipa_synth::SynthConfig;
 use vipa_synth::generate::{clip_paths, generate_clip, write_clip};
 use vipa_synth::manifest::{MANIFEST_VERSION, Manifest, ManifestClip};
 use vipa_synth::sidecar::read_clip_info;
+use vipa_synth::video::write_contact_sheet;
 
 /// Generate synthetic hand-manipulation clips with ground truth.
 #[derive(Debug, Parser)]
@@ -41,6 +42,9 @@ struct Args {
     /// Regenerate clips whose files already exist.
     #[arg(long)]
     force: bool,
+    /// Also write `clip_XXXX.preview.png`, a 4×2 contact sheet of each generated clip.
+    #[arg(long)]
+    preview: bool,
 }
 
 fn main() -> eyre::Result<()> {
@@ -112,6 +116,17 @@ fn main() -> eyre::Result<()> {
                 let clip = generate_clip(config, args.seed, index)
                     .wrap_err_with(|| format!("generate clip {index}"))?;
                 write_clip(&args.out, &clip).wrap_err_with(|| format!("write clip {index}"))?;
+                if args.preview {
+                    let n = clip.frames.len();
+                    let picks: Vec<&[u8]> = (0..8)
+                        .map(|k| clip.frames[k * (n - 1) / 7].bgr.as_slice())
+                        .collect();
+                    let png = args
+                        .out
+                        .join(format!("{}.preview.png", clip.truth.info.clip_id));
+                    write_contact_sheet(&png, config.width, config.height, &picks, 4)
+                        .wrap_err_with(|| format!("write preview {}", png.display()))?;
+                }
                 generated += 1;
                 clip.truth.info
             }

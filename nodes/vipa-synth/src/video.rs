@@ -117,3 +117,55 @@ pub fn read_video_bgr(path: &Path) -> Result<Vec<Vec<u8>>, VideoError> {
     }
     Ok(out)
 }
+
+/// Writes a contact sheet of BGR frames (`u8[h, w, 3]` each) as a PNG, `cols` frames per row,
+/// for eyeballing a clip.
+pub fn write_contact_sheet(
+    path: &Path,
+    width: u32,
+    height: u32,
+    frames: &[&[u8]],
+    cols: usize,
+) -> Result<(), VideoError> {
+    let ocv = |what| {
+        move |source| VideoError::OpenCv {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let (w, h) = (width as usize, height as usize);
+    let cols = cols.clamp(1, frames.len().max(1));
+    let rows = frames.len().div_ceil(cols).max(1);
+    let sheet_w = w * cols;
+    let mut sheet = vec![Vec3b::from([0, 0, 0]); sheet_w * h * rows];
+    for (k, f) in frames.iter().enumerate() {
+        let expected = w * h * 3;
+        if f.len() != expected {
+            return Err(VideoError::FrameSize {
+                path: path.to_path_buf(),
+                frame: k,
+                got: f.len(),
+                width,
+                height,
+                expected,
+            });
+        }
+        let (ox, oy) = ((k % cols) * w, (k / cols) * h);
+        for y in 0..h {
+            for x in 0..w {
+                let i = (y * w + x) * 3;
+                sheet[(oy + y) * sheet_w + ox + x] = Vec3b::from([f[i], f[i + 1], f[i + 2]]);
+            }
+        }
+    }
+    let mat = Mat::new_rows_cols_with_data((h * rows) as i32, sheet_w as i32, &sheet)
+        .map_err(ocv("wrap sheet"))?;
+    let ok = opencv::imgcodecs::imwrite_def(path, &mat).map_err(ocv("write png"))?;
+    if !ok {
+        return Err(VideoError::NotOpened {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}

@@ -2,6 +2,9 @@
 //! determinism, camera motion, task semantics, and files on disk. Small images and few frames
 //! keep every test well under a second or two.
 
+// Test code: unwraps are the assertions, and joint/axis indices are the readable form here.
+#![allow(clippy::unwrap_used, clippy::needless_range_loop)]
+
 use vipa_synth::SynthConfig;
 use vipa_synth::generate::{
     ClipScene, VISIBILITY_TOLERANCE_M, clip_paths, generate_clip, write_clip,
@@ -49,7 +52,11 @@ fn joints_project_onto_their_hand() {
                     };
                     checked += 1;
                     let at = format!("clip {clip} frame {f} hand {h} joint {j}");
-                    assert!(depth <= p[2] + 1e-4, "{at}: surface {depth} behind joint z {}", p[2]);
+                    assert!(
+                        depth <= p[2] + 1e-4,
+                        "{at}: surface {depth} behind joint z {}",
+                        p[2]
+                    );
                     let clear = depth >= p[2] - radii[j] - VISIBILITY_TOLERANCE_M;
                     if clear {
                         unobstructed += 1;
@@ -67,8 +74,14 @@ fn joints_project_onto_their_hand() {
         }
     }
     assert!(checked > 300, "only {checked} in-image joints");
-    assert!(visible * 3 > checked, "only {visible}/{checked} joints visible");
-    assert!(foreign * 20 <= unobstructed, "{foreign}/{unobstructed} unobstructed joints show other geometry");
+    assert!(
+        visible * 3 > checked,
+        "only {visible}/{checked} joints visible"
+    );
+    assert!(
+        foreign * 20 <= unobstructed,
+        "{foreign}/{unobstructed} unobstructed joints show other geometry"
+    );
 }
 
 /// The stored depth (millimetres) at a visible joint's pixel is the joint depth to within its

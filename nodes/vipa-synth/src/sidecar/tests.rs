@@ -50,7 +50,7 @@ fn sample_truth(width: u32, height: u32, frames: u32) -> ClipTruth {
                     },
                     joints_cam: std::array::from_fn(|j| [j as f32, -(j as f32), 0.5 + f as f32]),
                     joints_2d: std::array::from_fn(|j| [j as f32 * 2.0, h as f32]),
-                    visible: std::array::from_fn(|j| (j + h as usize) % 3 == 0),
+                    visible: std::array::from_fn(|j| (j + h as usize).is_multiple_of(3)),
                     grasped_object: (h == 1).then(|| "red mug".to_owned()),
                 })
                 .collect(),
@@ -248,5 +248,18 @@ fn smooth_depth_is_compact() {
     let size = std::fs::metadata(&path).unwrap().len();
     let raw = 4 * 320 * 240 * 2;
     assert!(size * 8 < raw, "sidecar {size} B vs raw depth {raw} B");
+    // And the depth leaf really got the delta encoding (a wrong column path would be ignored
+    // silently by the writer).
+    let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    let depth = meta
+        .row_group(0)
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "depth_mm.list.item")
+        .expect("depth leaf column");
+    assert!(depth.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
     assert_eq!(read_clip_truth(&path).unwrap(), truth);
 }
