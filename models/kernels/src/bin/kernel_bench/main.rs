@@ -1,0 +1,232 @@
+//! `kernel-bench`: one run, one table. Times a tiny-ViT training step (fwd + bwd + AdamW,
+//! batch 8, 224 px) built three ways (composed differentiable ops, `vipa-kernels`, candle's
+//! fused no-grad ops) and a 1024² f32 matmul, then runs the PyTorch twin
+//! `benches/kernels/tiny_vit_step.py` (2 threads) and prints medians, the ratio to PyTorch and
+//! each case's peak RSS.
+//!
+//! Each case runs in its own child process (this binary with `--case NAME`) so peak RSS is per
+//! case. Usage: `cargo run -p vipa-kernels --bin kernel-bench [-- --steps 10 --slow-steps 3]`.
+//! `VIPA_TORCH_PYTHON` overrides the PyTorch interpreter (default `.venv-torch/bin/python`);
+//! without one the PyTorch rows are skipped.
+
+mod vit;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use eyre::{Result, WrapErr, bail, eyre};
+
+use vit::{Config, Ops, Opt, TinyVit, train_step};
+
+const BATCH: usize = 8;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: usize| -> Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args
+                .get(i + 1)
+                .ok_or_else(|| eyre!("{name} needs a value"))?
+                .parse()
+                .wrap_err_with(|| format!("{name} must be a positive integer")),
+            None => Ok(default),
+        }
+    };
+    let steps = flag("--steps", 10)?;
+    let slow_steps = flag("--slow-steps", 3)?;
+    if let Some(i) = args.iter().position(|a| a == "--case") {
+        let case = args
+            .get(i + 1)
+            .ok_or_else(|| eyre!("--case needs a name"))?;
+        return run_case(case, steps, slow_steps);
+    }
+    orchestrate(steps, slow_steps)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One result line: `RESULT case median_ms min_ms rss_mib grads vars loss`.
+fn report(case: &str, times: &mut [f64], grads: usize, vars: usize, loss: f32) {
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let med = median(times);
+    println!(
+        "RESULT {case} {med:.2} {min:.2} {:.0} {grads} {vars} {loss:.4}",
+        peak_rss_mib()
+    );
+}
+
+fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
+    let dev = Device::Cpu;
+    if let Some(variant) = case.strip_prefix("matmul") {
+        let a = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?;
+        let mut times = Vec::new();
+        for i in 0..(steps * 2 + 3) {
+            let t = Instant::now();
+            let c = if variant == "_bt" {
+                a.matmul(&b.t()?)?
+            } else {
+                a.matmul(&b)?
+            };
+            std::hint::black_box(c);
+            if i >= 3 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(case, &mut times, 0, 0, 0.0);
+        return Ok(());
+    }
+    let (ops, n) = match case {
+        "composed" => (Ops::Composed, slow_steps),
+        "kernels" => (Ops::Kernels, steps),
+        "fused_nograd" => (Ops::FusedNoGrad, steps),
+        other => bail!(
+            "unknown case {other:?}; expected matmul, matmul_bt, composed, kernels or fused_nograd"
+        ),
+    };
+    let model = TinyVit::new(Config::tiny(), ops, &dev)?;
+    let mut opt = Opt::new(&model)?;
+    let images = Tensor::randn(0f32, 1.0, (BATCH, 3, 224, 224), &dev)?;
+    // Labels 0..8 (< 10 classes), as in the PyTorch twin.
+    let labels = Tensor::arange(0u32, BATCH as u32, &dev)?;
+    let mut times = Vec::new();
+    let (mut loss, mut grads) = (0.0, 0);
+    for i in 0..(n + 2) {
+        let t = Instant::now();
+        (loss, grads) = train_step(&model, &mut opt, &images, &labels)?;
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    report(case, &mut times, grads, model.vars().len(), loss);
+    Ok(())
+}
+
+struct Row {
+    case: String,
+    median_ms: f64,
+    min_ms: f64,
+    rss_mib: f64,
+    grads: String,
+    load: String,
+}
+
+fn parse_rows(out: &str, load: &str) -> Vec<Row> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 {
+                return None;
+            }
+            Some(Row {
+                case: f[0].to_string(),
+                median_ms: f[1].parse().ok()?,
+                min_ms: f[2].parse().ok()?,
+                rss_mib: f[3].parse().ok()?,
+                grads: if f[5] == "0" {
+                    "-".into()
+                } else {
+                    format!("{}/{}", f[4], f[5])
+                },
+                load: load.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
+    let exe = std::env::current_exe().wrap_err("cannot find the kernel-bench executable")?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut rows = Vec::new();
+    let threads = rayon::current_num_threads();
+    println!(
+        "kernel-bench: {threads} rayon threads, {steps} timed steps ({slow_steps} for composed), medians"
+    );
+    for case in ["matmul", "matmul_bt", "kernels", "fused_nograd", "composed"] {
+        let load = loadavg();
+        let out = Command::new(&exe)
+            .args([
+                "--case",
+                case,
+                "--steps",
+                &steps.to_string(),
+                "--slow-steps",
+                &slow_steps.to_string(),
+            ])
+            .output()
+            .wrap_err_with(|| format!("running case {case}"))?;
+        if !out.status.success() {
+            bail!(
+                "case {case} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        rows.extend(parse_rows(&String::from_utf8_lossy(&out.stdout), &load));
+    }
+    let python = std::env::var("VIPA_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv-torch/bin/python"));
+    let script = root.join("benches/kernels/tiny_vit_step.py");
+    if python.exists() {
+        let load = loadavg();
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(["--steps", &steps.to_string()])
+            .output()
+            .wrap_err_with(|| format!("running {} {}", python.display(), script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "PyTorch twin failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        rows.extend(parse_rows(&String::from_utf8_lossy(&out.stdout), &load));
+    } else {
+        println!(
+            "(no PyTorch at {}; set VIPA_TORCH_PYTHON to compare)",
+            python.display()
+        );
+    }
+    let torch = |name: &str| rows.iter().find(|r| r.case == name).map(|r| r.median_ms);
+    let (torch_step, torch_mm) = (torch("torch_vit"), torch("torch_matmul"));
+    println!();
+    println!(
+        "| case | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | load avg (1/5/15 min) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for r in &rows {
+        let reference = if r.case.contains("matmul") {
+            torch_mm
+        } else {
+            torch_step
+        };
+        let ratio = reference.map_or("n/a".into(), |t| format!("{:.2}", r.median_ms / t));
+        println!(
+            "| {} | {:.1} | {:.1} | {} | {:.0} | {} | {} |",
+            r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.load
+        );
+    }
+    println!("\nload average after: {}", loadavg());
+    Ok(())
+}
