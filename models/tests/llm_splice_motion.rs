@@ -215,3 +215,51 @@ fn temperature_sampling_is_seeded() {
     };
     assert!(m.generate(&[5], &bad).is_err());
 }
+
+/// Motion-waypoint decoding emits x, y, z tokens in turn and stops only between waypoints.
+#[test]
+fn motion_waypoint_generation_cycles_axes() {
+    let dev = Device::Cpu;
+    let mut cfg = config("llama");
+    let mut tensors = weights("llama");
+    let motion = MotionVocab::after_vocab(cfg.vocab_size);
+    motion.extend_checkpoint(&mut tensors, &mut cfg, 3).unwrap();
+    let m = model_from_tensors(&cfg, tensors, DType::F32, &dev, "test").unwrap();
+    let gen_cfg = GenerationConfig {
+        motion_waypoints: Some(motion),
+        ..GenerationConfig::greedy(7, vec![2])
+    };
+    let out = m.generate(&[5, 6, 7], &gen_cfg).unwrap();
+    // Stop token 2 is allowed only at steps 0, 3, 6.
+    let stop_at = out.tokens.iter().position(|&t| t == 2);
+    assert!(stop_at.is_none_or(|p| p % 3 == 0), "{:?}", out.tokens);
+    for (k, &t) in out.tokens.iter().enumerate() {
+        if t != 2 {
+            assert_eq!(
+                motion.decode(t).unwrap().0,
+                Axis::ALL[k % 3],
+                "{:?}",
+                out.tokens
+            );
+        }
+    }
+    let waypoints = motion.waypoints(&out.tokens).unwrap();
+    assert_eq!(waypoints.len(), stop_at.unwrap_or(6) / 3);
+
+    // Without a stop token: exactly 7 tokens, x y z x y z x; the last waypoint is cut short.
+    let gen_cfg = GenerationConfig {
+        motion_waypoints: Some(motion),
+        ..GenerationConfig::greedy(7, vec![])
+    };
+    let out = m.generate(&[5, 6, 7], &gen_cfg).unwrap();
+    assert_eq!(out.tokens.len(), 7);
+    assert!(motion.waypoints(&out.tokens).is_err());
+    assert_eq!(motion.waypoints(&out.tokens[..6]).unwrap().len(), 2);
+
+    // The base model (no motion rows) refuses.
+    let err = model("llama")
+        .generate(&[5], &gen_cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("extend the checkpoint"), "{err}");
+}

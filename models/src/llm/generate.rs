@@ -1,12 +1,13 @@
 //! Autoregressive generation with a KV cache: greedy or seeded temperature sampling, stop
-//! tokens, a token budget, and an optional restriction to a set of allowed tokens (e.g. only
-//! motion tokens).
+//! tokens, a token budget, and optional constraints on what may be generated (a fixed set of
+//! ids, or motion waypoints: `<mx_·> <my_·> <mz_·>` triples).
 
 use candle_core::{DType, Result, Tensor, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::model::CausalLm;
+use super::motion::{Axis, MOTION_BINS, MotionVocab};
 
 /// How the next token is chosen from the logits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,6 +30,10 @@ pub struct GenerationConfig {
     pub sampling: Sampling,
     /// When set, only these ids may be generated (the others get probability zero).
     pub allowed_tokens: Option<Vec<u32>>,
+    /// When set, generate motion waypoints only: token `t` is an x, y, z motion token for
+    /// `t % 3` = 0, 1, 2, and a stop token may come only between waypoints. Exclusive with
+    /// `allowed_tokens`.
+    pub motion_waypoints: Option<MotionVocab>,
 }
 
 impl GenerationConfig {
@@ -39,6 +44,7 @@ impl GenerationConfig {
             stop_tokens,
             sampling: Sampling::Greedy,
             allowed_tokens: None,
+            motion_waypoints: None,
         }
     }
 }
@@ -59,11 +65,18 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
+/// Which ids may be generated at a step.
+enum Constraint {
+    None,
+    Set(Vec<bool>),
+    Motion { vocab: MotionVocab, stop: Vec<u32> },
+}
+
 /// Picks next tokens from logit rows.
 struct Sampler {
     sampling: Sampling,
     rng: ChaCha8Rng,
-    allowed: Option<Vec<bool>>,
+    constraint: Constraint,
 }
 
 impl Sampler {
@@ -77,9 +90,18 @@ impl Sampler {
                 seed
             }
         };
-        let allowed = match &cfg.allowed_tokens {
-            None => None,
-            Some(ids) => {
+        for &id in &cfg.stop_tokens {
+            if id as usize >= vocab {
+                bail!("stop token {id} is outside the vocabulary ({vocab})");
+            }
+        }
+        let constraint = match (&cfg.allowed_tokens, cfg.motion_waypoints) {
+            (Some(_), Some(_)) => bail!("set either allowed_tokens or motion_waypoints, not both"),
+            (None, None) => Constraint::None,
+            (Some(ids), None) => {
+                if ids.is_empty() {
+                    bail!("allowed_tokens is empty: nothing could be generated");
+                }
                 let mut mask = vec![false; vocab];
                 for &id in ids {
                     let Some(slot) = mask.get_mut(id as usize) else {
@@ -87,43 +109,73 @@ impl Sampler {
                     };
                     *slot = true;
                 }
-                if ids.is_empty() {
-                    bail!("allowed_tokens is empty: nothing could be generated");
+                Constraint::Set(mask)
+            }
+            (None, Some(motion)) => {
+                if motion.end() > vocab {
+                    bail!(
+                        "motion tokens end at id {} but the LLM vocabulary has {vocab} rows; \
+                         extend the checkpoint first (MotionVocab::extend_checkpoint)",
+                        motion.end()
+                    );
                 }
-                Some(mask)
+                Constraint::Motion {
+                    vocab: motion,
+                    stop: cfg.stop_tokens.clone(),
+                }
             }
         };
         Ok(Self {
             sampling: cfg.sampling,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            allowed,
+            constraint,
         })
     }
 
-    fn is_allowed(&self, id: usize) -> bool {
-        self.allowed.as_ref().is_none_or(|m| m[id])
+    /// Ids that may be generated as token number `step` (0-based), in increasing order.
+    fn candidates(&self, step: usize, vocab: usize) -> Result<Vec<usize>> {
+        Ok(match &self.constraint {
+            Constraint::None => (0..vocab).collect(),
+            Constraint::Set(mask) => (0..vocab).filter(|&i| mask[i]).collect(),
+            Constraint::Motion {
+                vocab: motion,
+                stop,
+            } => {
+                let axis = Axis::ALL[step % 3];
+                let first = motion.id(axis, 0)? as usize;
+                let mut ids: Vec<usize> = (first..first + MOTION_BINS).collect();
+                if step.is_multiple_of(3) {
+                    ids.extend(stop.iter().map(|&s| s as usize));
+                    ids.sort_unstable();
+                    ids.dedup();
+                }
+                ids
+            }
+        })
     }
 
-    /// `logits: [vocab]`.
-    fn next(&mut self, logits: &Tensor) -> Result<u32> {
+    /// `logits: [vocab]`; `step`: how many tokens were generated before this one.
+    fn next(&mut self, logits: &Tensor, step: usize) -> Result<u32> {
         let logits = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         if logits.iter().any(|l| l.is_nan()) {
             bail!("the LLM produced NaN logits");
         }
-        let candidates = (0..logits.len()).filter(|&i| self.is_allowed(i));
+        let ids = self.candidates(step, logits.len())?;
+        let Some(&last) = ids.last() else {
+            bail!("no token may be generated at step {step}");
+        };
         match self.sampling {
             Sampling::Greedy => {
-                let mut best: Option<usize> = None;
-                for i in candidates {
-                    if best.is_none_or(|b| logits[i] > logits[b]) {
-                        best = Some(i);
+                // First maximum wins: ties go to the lowest id.
+                let mut best = ids[0];
+                for &i in &ids {
+                    if logits[i] > logits[best] {
+                        best = i;
                     }
                 }
-                best.map(|i| i as u32)
-                    .ok_or_else(|| candle_core::Error::msg("no token to choose from"))
+                Ok(best as u32)
             }
             Sampling::Temperature { temperature, .. } => {
-                let ids: Vec<usize> = candidates.collect();
                 let max = ids
                     .iter()
                     .map(|&i| logits[i])
@@ -141,9 +193,7 @@ impl Sampler {
                     draw -= w;
                 }
                 // Rounding left `draw` just above the last weight: take the last candidate.
-                ids.last()
-                    .map(|&i| i as u32)
-                    .ok_or_else(|| candle_core::Error::msg("no token to choose from"))
+                Ok(last as u32)
             }
         }
     }
@@ -181,7 +231,7 @@ impl CausalLm {
         }
         let mut logits = self.last_logits(&prompt_embeds.detach(), 0, Some(&mut cache))?;
         loop {
-            let next = sampler.next(&logits.squeeze(0)?)?;
+            let next = sampler.next(&logits.squeeze(0)?, tokens.len())?;
             tokens.push(next);
             if cfg.stop_tokens.contains(&next) {
                 return Ok(Generation {

@@ -122,6 +122,31 @@ impl MotionVocab {
         (self.first_id..self.end() as u32).collect()
     }
 
+    /// Bins `[x, y, z]` of each waypoint in `tokens`, which must start with `<mx_·> <my_·>
+    /// <mz_·>` triples; reading ends at the first other token that falls between waypoints
+    /// (a stop token, text). A triple out of axis order or cut short is an error.
+    pub fn waypoints(&self, tokens: &[u32]) -> Result<Vec<[usize; 3]>> {
+        let mut out = Vec::new();
+        for (w, chunk) in tokens.chunks(3).enumerate() {
+            if self.decode(chunk[0]).is_none() {
+                break;
+            }
+            let mut bins = [0usize; 3];
+            for (k, axis) in Axis::ALL.iter().enumerate() {
+                match chunk.get(k).and_then(|&id| self.decode(id)) {
+                    Some((a, bin)) if a == *axis => bins[k] = bin,
+                    _ => bail!(
+                        "waypoint {w}: expected a {axis:?} motion token at position {}, got {:?}",
+                        3 * w + k,
+                        chunk.get(k)
+                    ),
+                }
+            }
+            out.push(bins);
+        }
+        Ok(out)
+    }
+
     /// Adds the motion tokens to `tokenizer` as special tokens (each encodes to one id, never
     /// split or normalised) and returns where they landed. Errors if any of them already
     /// exists or if the ids do not come out contiguous.
