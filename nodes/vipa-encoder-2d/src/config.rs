@@ -1,0 +1,130 @@
+//! Configuration of the semantic (2D) encoder node (YAML in `VIPA_CONFIG`).
+//!
+//! ```yaml
+//! preset: tiny          # tiny | small | internvl3_5_2b (vipa_models::vision::InternVlConfig)
+//! weights: null         # a safetensors file or a list (e.g. the InternVL3.5-2B shards, keys
+//!                       # `vision_model.*`, `mlp1.*`); null = seeded random init (see below)
+//! seed: 0               # the random init's seed (only without `weights`)
+//! device: cpu           # cpu | cuda (cuda needs a build with `--features cuda`)
+//! features: vit_tokens  # vit_tokens: ViT patch tokens before pixel shuffle (fusion placed
+//!                       # `before_projector`, the default); projected: after `mlp1`
+//! exit_grace_ms: 10000  # after the end of stream: wait this long for dora to stop us
+//! ```
+//!
+//! Without `weights` the encoder is a **deterministic random-init** InternViT of the preset's
+//! shape: the same seed gives the same features in every run and on every machine. That is the
+//! CPU presets' situation (`tiny`, `small`: no pretrained checkpoint of that size exists); the
+//! full `internvl3_5_2b` preset is meant to run with the upstream weights.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// One path or a list of paths.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Paths {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl Paths {
+    pub fn to_vec(&self) -> Vec<PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Which semantic features the node sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Features {
+    /// `f32[gh·gw, d_vit]`: the fusion input with placement `before_projector`.
+    VitTokens,
+    /// `f32[gh·gw/k², d_llm]`: after pixel shuffle and `mlp1` (`after_projector`).
+    Projected,
+}
+
+/// The encoder's configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Encoder2dConfig {
+    pub preset: String,
+    pub weights: Option<Paths>,
+    pub seed: u64,
+    pub device: String,
+    pub features: Features,
+    pub exit_grace_ms: u64,
+}
+
+impl Default for Encoder2dConfig {
+    fn default() -> Self {
+        Self {
+            preset: "tiny".into(),
+            weights: None,
+            seed: 0,
+            device: "cpu".into(),
+            features: Features::VitTokens,
+            exit_grace_ms: 10_000,
+        }
+    }
+}
+
+impl vipa_node_kit::NodeConfig for Encoder2dConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !["tiny", "small", "internvl3_5_2b"].contains(&self.preset.as_str()) {
+            return Err(format!(
+                "`preset` must be tiny, small or internvl3_5_2b, got {:?}",
+                self.preset
+            ));
+        }
+        if !["cpu", "cuda"].contains(&self.device.as_str()) {
+            return Err(format!(
+                "`device` must be cpu or cuda, got {:?}",
+                self.device
+            ));
+        }
+        if let Some(w) = &self.weights
+            && w.to_vec().is_empty()
+        {
+            return Err("`weights` is an empty list; give files or null".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vipa_node_kit::from_yaml_str;
+
+    #[test]
+    fn one_or_many_weight_files() {
+        let c: Encoder2dConfig = from_yaml_str("weights: a.safetensors").unwrap();
+        assert_eq!(
+            c.weights.unwrap().to_vec(),
+            vec![PathBuf::from("a.safetensors")]
+        );
+        let c: Encoder2dConfig = from_yaml_str("{weights: [a, b], features: projected}").unwrap();
+        assert_eq!(c.weights.unwrap().to_vec().len(), 2);
+        assert_eq!(c.features, Features::Projected);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (yaml, key) in [
+            ("preset: huge", "preset"),
+            ("device: tpu", "device"),
+            ("weights: []", "weights"),
+            ("features: pooled", "features"),
+            ("sed: 1", "seed"),
+        ] {
+            let err = from_yaml_str::<Encoder2dConfig>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+}

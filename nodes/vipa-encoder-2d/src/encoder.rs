@@ -1,0 +1,280 @@
+//! The semantic encoder's per-message logic, without dora: `image` in, `tokens_2d` out.
+//!
+//! Each [`ImageFrame`] is preprocessed as upstream InternVL (Pillow bicubic resize to the
+//! preset's square size, ÷255, ImageNet normalisation; `vipa_models::vision::preprocess`), run
+//! through the frozen InternViT, and sent as a [`TensorMsg`] `f32[tokens, channels]` (axes
+//! `["tokens", "channels"]`). The output header keeps the input's `clip_id`, `frame_idx` and
+//! `timestamp_ns` with the node's own gap-free `seq`; the keys `sample_seq`, `frame_slot` and
+//! `n_frames` are passed through when present (pretraining), absent otherwise (control).
+//! A [`StreamEnd`] on `image` is answered with a `StreamEnd` on `tokens_2d`.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use vipa_models::checkpoint::Checkpoint;
+use vipa_models::vision::config::InternVlConfig;
+use vipa_models::vision::intern_vit::SemanticEncoder;
+use vipa_models::vision::preprocess::preprocess_rgb;
+use vipa_msgs::{
+    Encoding, ImageFrame, Metadata, MsgError, Payload, StreamEnd, StreamHeader, TensorMsg,
+};
+use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
+
+use crate::config::{Encoder2dConfig, Features};
+use crate::seeded::seeded_builder;
+
+/// Input id of the frames.
+pub const IN_IMAGE: &str = "image";
+/// Output id of the features.
+pub const OUT_TOKENS: &str = "tokens_2d";
+/// Keys copied from an input frame to its features.
+pub const PASS_THROUGH: [&str; 3] = ["sample_seq", "frame_slot", "n_frames"];
+
+/// Why the encoder cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("{context}: {source}")]
+    Model {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error(
+        "input `{input}`: {missing} message(s) lost before seq {seq}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
+    )]
+    Gap {
+        input: String,
+        seq: u64,
+        missing: u64,
+    },
+    #[error("input `{input}`: {source}")]
+    Decode {
+        input: String,
+        #[source]
+        source: MsgError,
+    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
+    let context = context.into();
+    move |source| EncoderError::Model { context, source }
+}
+
+/// The device named in the config.
+pub fn device(name: &str) -> Result<Device, EncoderError> {
+    match name {
+        "cuda" => Device::new_cuda(0).map_err(model(
+            "device `cuda` (build the node with `--features cuda` on a machine with CUDA)",
+        )),
+        _ => Ok(Device::Cpu),
+    }
+}
+
+/// The frozen semantic encoder node logic.
+pub struct Encoder2d {
+    cfg: Encoder2dConfig,
+    encoder: SemanticEncoder,
+    device: Device,
+    image_size: usize,
+    out_seq: u64,
+    seq: SeqTracker,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Encoder2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder2d")
+            .field("cfg", &self.cfg)
+            .field("sent", &self.out_seq)
+            .finish()
+    }
+}
+
+impl Encoder2d {
+    /// Builds the encoder: from `weights` when given (plain tensors, nothing trains), else
+    /// from the seeded random init.
+    pub fn new(cfg: &Encoder2dConfig) -> Result<Self, EncoderError> {
+        let device = device(&cfg.device)?;
+        let vl = InternVlConfig::preset(&cfg.preset).map_err(model("semantic encoder preset"))?;
+        let encoder = match &cfg.weights {
+            Some(paths) => {
+                let files = paths.to_vec();
+                let ckpt = Arc::new(
+                    Checkpoint::open(&files)
+                        .map_err(model(format!("semantic encoder weights {files:?}")))?,
+                );
+                let vb = ckpt.frozen(candle_core::DType::F32, &device);
+                SemanticEncoder::new(&vl, vb.clone(), vb).map_err(model(format!(
+                    "semantic encoder `{}` from {files:?}",
+                    cfg.preset
+                )))?
+            }
+            None => {
+                let vb = seeded_builder(cfg.seed, &device);
+                SemanticEncoder::new(&vl, vb.clone(), vb).map_err(model(format!(
+                    "semantic encoder `{}` (random init)",
+                    cfg.preset
+                )))?
+            }
+        };
+        tracing::info!(
+            preset = %cfg.preset,
+            weights = cfg.weights.is_some(),
+            seed = cfg.seed,
+            features = ?cfg.features,
+            "semantic encoder ready"
+        );
+        Ok(Self {
+            cfg: cfg.clone(),
+            image_size: vl.vision_config.image_size,
+            encoder,
+            device,
+            out_seq: 0,
+            seq: SeqTracker::new(),
+            ended: false,
+        })
+    }
+
+    /// Features of one frame: `f32[tokens, channels]`.
+    pub fn encode(&self, frame: &ImageFrame) -> Result<Tensor, EncoderError> {
+        let rgb = to_rgb(frame);
+        let (h, w) = (frame.height as usize, frame.width as usize);
+        let pixels = preprocess_rgb(&rgb, h, w, self.image_size, &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(model(format!("preprocessing a {w}x{h} frame")))?;
+        let feats = self
+            .encoder
+            .vit_features(&pixels)
+            .map_err(model("InternViT forward"))?;
+        let out = match self.cfg.features {
+            Features::VitTokens => feats.tokens,
+            Features::Projected => self
+                .encoder
+                .shuffle(&feats)
+                .and_then(|s| self.encoder.project(&s))
+                .map_err(model("pixel shuffle + projector"))?,
+        };
+        out.squeeze(0).map_err(model("features"))
+    }
+
+    /// `[tokens, channels]` of this preset and feature choice.
+    pub fn output_shape(&self) -> Result<[usize; 2], EncoderError> {
+        let vl = self.encoder.config();
+        let g = vl.vision_config.grid_size();
+        Ok(match self.cfg.features {
+            Features::VitTokens => [g * g, vl.vision_config.hidden_size],
+            Features::Projected => [
+                vl.tokens_per_image().map_err(model("preset"))?,
+                vl.llm_config.hidden_size,
+            ],
+        })
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Feature messages sent so far.
+    pub fn sent(&self) -> u64 {
+        self.out_seq
+    }
+
+    pub fn seq(&self) -> &SeqTracker {
+        &self.seq
+    }
+
+    /// Handles one input message.
+    pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
+        if msg.id != IN_IMAGE {
+            tracing::warn!(input = %msg.id, "ignoring unexpected input");
+            return Ok(());
+        }
+        let decode = |source| EncoderError::Decode {
+            input: msg.id.clone(),
+            source,
+        };
+        if msg.kind() == Some("stream_end") {
+            let end = StreamEnd::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+            self.check_seq(&msg.id, end.header.seq)?;
+            let fwd = StreamEnd {
+                header: StreamHeader {
+                    seq: self.out_seq,
+                    ..StreamHeader::default()
+                },
+                clips: end.clips,
+                frames: self.out_seq,
+                bad_sources: end.bad_sources,
+            };
+            out.send(OUT_TOKENS, &fwd)?;
+            self.ended = true;
+            tracing::info!(frames = self.out_seq, "end of stream forwarded");
+            return Ok(());
+        }
+        let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+        self.check_seq(&msg.id, frame.header.seq)?;
+        let feats = self.encode(&frame)?;
+        let (array, meta) = self.tensor_msg(&frame.header, &feats, &msg.meta)?;
+        out.send_raw(OUT_TOKENS, array, meta)?;
+        self.out_seq += 1;
+        Ok(())
+    }
+
+    fn check_seq(&mut self, input: &str, seq: u64) -> Result<(), EncoderError> {
+        if let SeqEvent::Gap { missing } = self.seq.observe(input, seq) {
+            return Err(EncoderError::Gap {
+                input: input.to_owned(),
+                seq,
+                missing,
+            });
+        }
+        Ok(())
+    }
+
+    fn tensor_msg(
+        &self,
+        header: &StreamHeader,
+        feats: &Tensor,
+        input_meta: &Metadata,
+    ) -> Result<(arrow::array::ArrayRef, Metadata), EncoderError> {
+        let (n, d) = feats.dims2().map_err(model("features"))?;
+        let values = feats
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(model("features to host"))?;
+        let msg = TensorMsg::from_f32(
+            StreamHeader {
+                seq: self.out_seq,
+                ..header.clone()
+            },
+            vec![n, d],
+            &["tokens", "channels"],
+            values,
+        )
+        .map_err(|source| EncoderError::Decode {
+            input: OUT_TOKENS.into(),
+            source,
+        })?;
+        let (array, mut meta) = msg.to_arrow();
+        for key in PASS_THROUGH {
+            if let Some(v) = input_meta.get(key) {
+                meta.insert(key.to_owned(), v.clone());
+            }
+        }
+        Ok((array, meta))
+    }
+}
+
+/// The frame as `u8[h, w, 3]` RGB (bgr8 swapped, mono8 replicated).
+fn to_rgb(frame: &ImageFrame) -> std::borrow::Cow<'_, [u8]> {
+    let bytes = frame.bytes();
+    match frame.encoding {
+        Encoding::Rgb8 => std::borrow::Cow::Borrowed(bytes),
+        Encoding::Bgr8 => bytes
+            .chunks_exact(3)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect(),
+        Encoding::Mono8 => bytes.iter().flat_map(|&g| [g, g, g]).collect(),
+    }
+}

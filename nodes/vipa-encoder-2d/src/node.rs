@@ -1,0 +1,53 @@
+//! The dora side of the semantic encoder: encode until the stream ends, then stay until dora
+//! stops the node (exiting right after the last send can lose it, see `vipa_node_kit::runtime`).
+
+use std::time::Duration;
+
+use dora_node_api::{DoraNode, Event, EventStream};
+use eyre::WrapErr;
+use vipa_node_kit::{DoraOutputs, InputMsg, linger};
+
+use crate::config::Encoder2dConfig;
+use crate::encoder::Encoder2d;
+
+/// Runs the encoder until its input ends or dora stops it.
+pub fn run(mut node: DoraNode, mut events: EventStream, cfg: Encoder2dConfig) -> eyre::Result<()> {
+    let mut enc = Encoder2d::new(&cfg).wrap_err("encoder-2d")?;
+    while let Some(event) = events.recv() {
+        match &event {
+            Event::Input { .. } => {
+                let Some(msg) = InputMsg::from_event(&event) else {
+                    continue;
+                };
+                enc.on_input(&msg, &mut DoraOutputs::new(&mut node))
+                    .wrap_err("encoder-2d")?;
+                if enc.is_ended() {
+                    break;
+                }
+            }
+            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
+            Event::Stop(cause) => {
+                tracing::info!(?cause, "stop requested");
+                break;
+            }
+            Event::Error(e) => tracing::warn!("event stream error: {e}"),
+            _ => {}
+        }
+    }
+    if enc.is_ended() {
+        // Nothing confirms receipt here; stay until dora stops us (the graph winds down once
+        // the consumer has every stream end) or the grace period passes.
+        linger(
+            &mut events,
+            Duration::from_millis(cfg.exit_grace_ms),
+            |_| false,
+        );
+    }
+    enc.seq().log_summary();
+    tracing::info!(
+        sent = enc.sent(),
+        ended = enc.is_ended(),
+        "encoder-2d summary"
+    );
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The 3D encoder's per-message logic, without dora: `pointmap` in, `tokens_3d` out.
+//!
+//! Each calibrated [`PointMap`] (camera frame, metres, NaN where no depth) is resized by
+//! nearest neighbour to the encoder's square input (the same square the semantic encoder
+//! resizes its image to, so 3D and 2D patches cover the same image regions; nearest neighbour
+//! never blends a foreground point with the background across a depth edge) and run through
+//! the frozen point-map ViT. The tokens go out as a [`TensorMsg`] `f32[tokens, channels]`
+//! (axes `["tokens", "channels"]`) with the metadata key `token_valid` (`ListInt`, one 0/1
+//! per token: 0 = the token's patch had no valid point; the fusion must not attend to it).
+//! Backend `none` sends `f32[0, channels]` and an empty `token_valid`.
+//!
+//! The header keeps the input's `clip_id` / `frame_idx` / `timestamp_ns` with the node's own
+//! gap-free `seq`; `sample_seq`, `frame_slot` and `n_frames` are passed through when present.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use vipa_models::checkpoint::Checkpoint;
+use vipa_models::vipa::VipaVisionConfig;
+use vipa_models::vision::config::PointMapVitConfig;
+use vipa_models::vision::spatial::PointMapVit;
+use vipa_msgs::{
+    MetaValue, Metadata, MsgError, Payload, PointMap, StreamEnd, StreamHeader, TensorMsg,
+};
+use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
+
+use crate::config::{Backend, Encoder3dConfig};
+use crate::seeded::seeded_builder;
+
+/// Input id of the point maps.
+pub const IN_POINTMAP: &str = "pointmap";
+/// Output id of the tokens.
+pub const OUT_TOKENS: &str = "tokens_3d";
+/// Metadata key of the per-token validity (`ListInt` of 0/1).
+pub const TOKEN_VALID: &str = "token_valid";
+/// Keys copied from an input point map to its tokens.
+pub const PASS_THROUGH: [&str; 3] = ["sample_seq", "frame_slot", "n_frames"];
+/// Checkpoint prefix of the point-map ViT (as in `VipaVision`).
+pub const PREFIX: &str = "spatial_encoder";
+
+/// Why the encoder cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("{context}: {source}")]
+    Model {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error(
+        "input `{input}`: {missing} message(s) lost before seq {seq}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
+    )]
+    Gap {
+        input: String,
+        seq: u64,
+        missing: u64,
+    },
+    #[error("input `{input}`: {source}")]
+    Decode {
+        input: String,
+        #[source]
+        source: MsgError,
+    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
+    let context = context.into();
+    move |source| EncoderError::Model { context, source }
+}
+
+/// The device named in the config.
+pub fn device(name: &str) -> Result<Device, EncoderError> {
+    match name {
+        "cuda" => Device::new_cuda(0).map_err(model(
+            "device `cuda` (build the node with `--features cuda` on a machine with CUDA)",
+        )),
+        _ => Ok(Device::Cpu),
+    }
+}
+
+/// The point-map ViT configuration of a VIPA preset name.
+pub fn preset(name: &str) -> Result<PointMapVitConfig, EncoderError> {
+    let cfg = VipaVisionConfig::preset(name).map_err(model("3D encoder preset"))?;
+    cfg.spatial.ok_or_else(|| EncoderError::Model {
+        context: format!("3D encoder preset `{name}`"),
+        source: candle_core::Error::Msg("the preset has no 3D encoder".into()),
+    })
+}
+
+/// Nearest-neighbour resize of `f32[h, w, 3]` to `f32[size, size, 3]` (pixel centres).
+pub fn resize_nearest(points: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(size * size * 3);
+    for r in 0..size {
+        let sr = (((r as f64 + 0.5) * h as f64 / size as f64) as usize).min(h - 1);
+        for c in 0..size {
+            let sc = (((c as f64 + 0.5) * w as f64 / size as f64) as usize).min(w - 1);
+            let i = 3 * (sr * w + sc);
+            out.extend_from_slice(&points[i..i + 3]);
+        }
+    }
+    out
+}
+
+/// The frozen 3D encoder node logic.
+pub struct Encoder3d {
+    cfg: Encoder3dConfig,
+    vit_cfg: PointMapVitConfig,
+    vit: Option<PointMapVit>,
+    device: Device,
+    out_seq: u64,
+    seq: SeqTracker,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Encoder3d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder3d")
+            .field("cfg", &self.cfg)
+            .field("sent", &self.out_seq)
+            .finish()
+    }
+}
+
+impl Encoder3d {
+    /// Builds the encoder (nothing to build for backend `none`).
+    pub fn new(cfg: &Encoder3dConfig) -> Result<Self, EncoderError> {
+        let device = device(&cfg.device)?;
+        let vit_cfg = preset(&cfg.preset)?;
+        let vit = match cfg.backend {
+            Backend::None => None,
+            Backend::PointMapVit => Some(match &cfg.weights {
+                Some(paths) => {
+                    let files = paths.to_vec();
+                    let ckpt = Arc::new(
+                        Checkpoint::open(&files)
+                            .map_err(model(format!("3D encoder weights {files:?}")))?,
+                    );
+                    let vb = ckpt.frozen(candle_core::DType::F32, &device);
+                    PointMapVit::new(&vit_cfg, vb.pp(PREFIX)).map_err(model(format!(
+                        "point-map ViT `{}` from {files:?}",
+                        cfg.preset
+                    )))?
+                }
+                None => PointMapVit::new(&vit_cfg, seeded_builder(cfg.seed, &device).pp(PREFIX))
+                    .map_err(model(format!(
+                        "point-map ViT `{}` (random init)",
+                        cfg.preset
+                    )))?,
+            }),
+        };
+        tracing::info!(
+            backend = ?cfg.backend,
+            preset = %cfg.preset,
+            weights = cfg.weights.is_some(),
+            seed = cfg.seed,
+            "3D encoder ready"
+        );
+        Ok(Self {
+            cfg: cfg.clone(),
+            vit_cfg,
+            vit,
+            device,
+            out_seq: 0,
+            seq: SeqTracker::new(),
+            ended: false,
+        })
+    }
+
+    /// Token width `d_s` (also of the empty `none` tensors).
+    pub fn channels(&self) -> usize {
+        self.vit_cfg.output_size
+    }
+
+    /// Tokens per frame (0 for backend `none`).
+    pub fn tokens(&self) -> usize {
+        match self.vit {
+            None => 0,
+            Some(_) => {
+                let g = self.vit_cfg.image_size / self.vit_cfg.patch_size;
+                g * g
+            }
+        }
+    }
+
+    /// Tokens of one point map: `f32[tokens, channels]` and the per-token validity.
+    pub fn encode(&self, pm: &PointMap) -> Result<(Tensor, Vec<i64>), EncoderError> {
+        let Some(vit) = &self.vit else {
+            let empty = Tensor::zeros((0, self.channels()), candle_core::DType::F32, &self.device)
+                .map_err(model("empty tokens"))?;
+            return Ok((empty, Vec::new()));
+        };
+        let s = self.vit_cfg.image_size;
+        let resized = resize_nearest(pm.values(), pm.height as usize, pm.width as usize, s);
+        let input = Tensor::from_vec(resized, (1, s, s, 3), &self.device)
+            .map_err(model("point map to tensor"))?;
+        let out = vit
+            .forward(&input)
+            .map_err(model("point-map ViT forward"))?;
+        let tokens = out.tokens.squeeze(0).map_err(model("tokens"))?;
+        let valid = match out.valid {
+            Some(v) => v
+                .squeeze(0)
+                .and_then(|v| v.to_vec1::<f32>())
+                .map_err(model("token validity"))?
+                .into_iter()
+                .map(|x| i64::from(x > 0.5))
+                .collect(),
+            None => vec![1; self.tokens()],
+        };
+        Ok((tokens, valid))
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Token messages sent so far.
+    pub fn sent(&self) -> u64 {
+        self.out_seq
+    }
+
+    pub fn seq(&self) -> &SeqTracker {
+        &self.seq
+    }
+
+    /// Handles one input message.
+    pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
+        if msg.id != IN_POINTMAP {
+            tracing::warn!(input = %msg.id, "ignoring unexpected input");
+            return Ok(());
+        }
+        let decode = |source| EncoderError::Decode {
+            input: msg.id.clone(),
+            source,
+        };
+        if msg.kind() == Some("stream_end") {
+            let end = StreamEnd::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+            self.check_seq(&msg.id, end.header.seq)?;
+            let fwd = StreamEnd {
+                header: StreamHeader {
+                    seq: self.out_seq,
+                    ..StreamHeader::default()
+                },
+                clips: end.clips,
+                frames: self.out_seq,
+                bad_sources: end.bad_sources,
+            };
+            out.send(OUT_TOKENS, &fwd)?;
+            self.ended = true;
+            tracing::info!(frames = self.out_seq, "end of stream forwarded");
+            return Ok(());
+        }
+        let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+        self.check_seq(&msg.id, pm.header.seq)?;
+        let (tokens, valid) = self.encode(&pm)?;
+        let (n, d) = tokens.dims2().map_err(model("tokens"))?;
+        let values = tokens
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(model("tokens to host"))?;
+        let tmsg = TensorMsg::from_f32(
+            StreamHeader {
+                seq: self.out_seq,
+                ..pm.header.clone()
+            },
+            vec![n, d],
+            &["tokens", "channels"],
+            values,
+        )
+        .map_err(|source| EncoderError::Decode {
+            input: OUT_TOKENS.into(),
+            source,
+        })?;
+        let (array, mut meta) = tmsg.to_arrow();
+        meta.insert(TOKEN_VALID.into(), MetaValue::ListInt(valid));
+        pass_through(&msg.meta, &mut meta);
+        out.send_raw(OUT_TOKENS, array, meta)?;
+        self.out_seq += 1;
+        Ok(())
+    }
+
+    fn check_seq(&mut self, input: &str, seq: u64) -> Result<(), EncoderError> {
+        if let SeqEvent::Gap { missing } = self.seq.observe(input, seq) {
+            return Err(EncoderError::Gap {
+                input: input.to_owned(),
+                seq,
+                missing,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn pass_through(from: &Metadata, to: &mut Metadata) {
+    for key in PASS_THROUGH {
+        if let Some(v) = from.get(key) {
+            to.insert(key.to_owned(), v.clone());
+        }
+    }
+}
