@@ -10,3 +10,4 @@ pub mod ops;
 pub mod stage;
 pub mod vipa;
 pub mod vision;
+pub mod vlm;

@@ -1,4 +1,3 @@
-#![cfg(feature = "llm-wip")]
 //! The composite VIPA VLM: visual embeddings spliced into the LLM, stage gradient coverage
 //! across vision and language parts.
 
