@@ -80,17 +80,25 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.randn(8, 3, 224, 224)
     labels = torch.arange(8) % 10
-    times = []
+    times, phases = [], [[], [], []]
     for i in range(args.steps + 2):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(images), labels)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         grads = sum(p.grad is not None for p in model.parameters())
+        t3 = time.perf_counter()
         opt.step()
+        t4 = time.perf_counter()
         if i >= 2:
-            times.append((time.perf_counter() - t0) * 1e3)
+            times.append((t4 - t0) * 1e3)
+            for ph, v in zip(phases, (t1 - t0, t2 - t1, t4 - t3)):
+                ph.append(v * 1e3)
     n = len(list(model.parameters()))
+    f, b, o = (statistics.median(p) for p in phases)
+    print(f"PHASES torch_vit forward {f:.1} ms, backward {b:.1} ms, optimizer {o:.1} ms (medians)")
     print(f"RESULT torch_vit {statistics.median(times):.2f} {min(times):.2f} {peak_rss_mib():.0f} {grads} {n} {loss.item():.4f}")
 
 

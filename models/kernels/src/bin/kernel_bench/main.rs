@@ -110,15 +110,22 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
     // Labels 0..8 (< 10 classes), as in the PyTorch twin.
     let labels = Tensor::arange(0u32, BATCH as u32, &dev)?;
     let mut times = Vec::new();
+    let mut phases: [Vec<f64>; 3] = Default::default();
     let (mut loss, mut grads) = (0.0, 0);
     for i in 0..(n + 2) {
         let t = Instant::now();
-        (loss, grads) = train_step(&model, &mut opt, &images, &labels)?;
+        let stats = train_step(&model, &mut opt, &images, &labels)?;
+        (loss, grads) = (stats.loss, stats.with_grad);
         if i >= 2 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
+            for (p, v) in phases.iter_mut().zip(stats.phases_ms) {
+                p.push(v);
+            }
         }
     }
     report(case, &mut times, grads, model.vars().len(), loss);
+    let [f, b, o] = phases.map(|mut p| median(&mut p));
+    println!("PHASES {case} forward {f:.1} ms, backward {b:.1} ms, optimizer {o:.1} ms (medians)");
     Ok(())
 }
 
@@ -159,6 +166,7 @@ fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
     let exe = std::env::current_exe().wrap_err("cannot find the kernel-bench executable")?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut rows = Vec::new();
+    let mut phases = Vec::new();
     let threads = rayon::current_num_threads();
     println!(
         "kernel-bench: {threads} rayon threads, {steps} timed steps ({slow_steps} for composed), medians"
@@ -182,7 +190,14 @@ fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        rows.extend(parse_rows(&String::from_utf8_lossy(&out.stdout), &load));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        phases.extend(
+            stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("PHASES "))
+                .map(str::to_string),
+        );
+        rows.extend(parse_rows(&stdout, &load));
     }
     let python = std::env::var("VIPA_TORCH_PYTHON")
         .map(PathBuf::from)
@@ -201,7 +216,14 @@ fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        rows.extend(parse_rows(&String::from_utf8_lossy(&out.stdout), &load));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        phases.extend(
+            stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("PHASES "))
+                .map(str::to_string),
+        );
+        rows.extend(parse_rows(&stdout, &load));
     } else {
         println!(
             "(no PyTorch at {}; set VIPA_TORCH_PYTHON to compare)",
@@ -227,6 +249,10 @@ fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
             r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.load
         );
     }
-    println!("\nload average after: {}", loadavg());
+    println!();
+    for p in &phases {
+        println!("{p}");
+    }
+    println!("load average after: {}", loadavg());
     Ok(())
 }

@@ -238,23 +238,42 @@ impl Opt {
     }
 }
 
-/// One training step; returns the loss and how many vars got a gradient.
+/// One training step: loss, how many vars got a gradient, and the forward / backward /
+/// optimizer wall times in ms.
+pub struct StepStats {
+    pub loss: f32,
+    pub with_grad: usize,
+    pub phases_ms: [f64; 3],
+}
+
+/// One training step (fwd + bwd + AdamW).
 pub fn train_step(
     model: &TinyVit,
     opt: &mut Opt,
     images: &Tensor,
     labels: &Tensor,
-) -> Result<(f32, usize)> {
+) -> Result<StepStats> {
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+    let t0 = std::time::Instant::now();
     let logits = model.forward(images)?;
     let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+    let fwd = ms(t0);
+    let t1 = std::time::Instant::now();
     let grads = loss.backward()?;
+    let bwd = ms(t1);
     let with_grad = model
         .vars()
         .iter()
         .filter(|v| grads.get(v.as_tensor()).is_some())
         .count();
+    let t2 = std::time::Instant::now();
     opt.step(&grads)?;
-    Ok((loss.to_scalar::<f32>()?, with_grad))
+    let step = ms(t2);
+    Ok(StepStats {
+        loss: loss.to_scalar::<f32>()?,
+        with_grad,
+        phases_ms: [fwd, bwd, step],
+    })
 }
 
 #[cfg(test)]
@@ -290,11 +309,11 @@ mod tests {
             candle_nn::loss::cross_entropy(&slow.forward(&images)?, &labels)?.to_scalar::<f32>()?;
         assert!((l_fast - l_slow).abs() < 1e-4, "loss {l_fast} vs {l_slow}");
         let mut opt = Opt::new(&fast)?;
-        let (_, with_grad) = train_step(&fast, &mut opt, &images, &labels)?;
+        let with_grad = train_step(&fast, &mut opt, &images, &labels)?.with_grad;
         assert_eq!(with_grad, fast.vars().len());
         slow.ops = Ops::FusedNoGrad;
         let mut opt = Opt::new(&slow)?;
-        let (_, with_grad) = train_step(&slow, &mut opt, &images, &labels)?;
+        let with_grad = train_step(&slow, &mut opt, &images, &labels)?.with_grad;
         assert!(with_grad < slow.vars().len());
         Ok(())
     }
