@@ -98,7 +98,7 @@ def main():
                 ph.append(v * 1e3)
     n = len(list(model.parameters()))
     f, b, o = (statistics.median(p) for p in phases)
-    print(f"PHASES torch_vit forward {f:.1} ms, backward {b:.1} ms, optimizer {o:.1} ms (medians)")
+    print(f"PHASES torch_vit forward {f:.1f} ms, backward {b:.1f} ms, optimizer {o:.1f} ms (medians)")
     print(f"RESULT torch_vit {statistics.median(times):.2f} {min(times):.2f} {peak_rss_mib():.0f} {grads} {n} {loss.item():.4f}")
 
 

@@ -5,7 +5,7 @@
 //! each case's peak RSS.
 //!
 //! Each case runs in its own child process (this binary with `--case NAME`) so peak RSS is per
-//! case. Usage: `cargo run -p vipa-kernels --bin kernel-bench [-- --steps 10 --slow-steps 3]`.
+//! case. Usage: `cargo run -p vipa-kernels --bin kernel-bench [-- --steps 10 --slow-steps 3 --rounds 3]`.
 //! `VIPA_TORCH_PYTHON` overrides the PyTorch interpreter (default `.venv-torch/bin/python`);
 //! without one the PyTorch rows are skipped.
 
@@ -36,13 +36,14 @@ fn main() -> Result<()> {
     };
     let steps = flag("--steps", 10)?;
     let slow_steps = flag("--slow-steps", 3)?;
+    let rounds = flag("--rounds", 3)?;
     if let Some(i) = args.iter().position(|a| a == "--case") {
         let case = args
             .get(i + 1)
             .ok_or_else(|| eyre!("--case needs a name"))?;
         return run_case(case, steps, slow_steps);
     }
-    orchestrate(steps, slow_steps)
+    orchestrate(steps, slow_steps, rounds)
 }
 
 fn loadavg() -> String {
@@ -162,82 +163,92 @@ fn parse_rows(out: &str, load: &str) -> Vec<Row> {
         .collect()
 }
 
-fn orchestrate(steps: usize, slow_steps: usize) -> Result<()> {
+/// Runs every case (and the PyTorch twin) `rounds` times, interleaved, so a load change on the
+/// shared machine hits all cases alike; the table shows the median over rounds.
+fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
     let exe = std::env::current_exe().wrap_err("cannot find the kernel-bench executable")?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut rows = Vec::new();
-    let mut phases = Vec::new();
-    let threads = rayon::current_num_threads();
-    println!(
-        "kernel-bench: {threads} rayon threads, {steps} timed steps ({slow_steps} for composed), medians"
-    );
-    for case in ["matmul", "matmul_bt", "kernels", "fused_nograd", "composed"] {
-        let load = loadavg();
-        let out = Command::new(&exe)
-            .args([
-                "--case",
-                case,
-                "--steps",
-                &steps.to_string(),
-                "--slow-steps",
-                &slow_steps.to_string(),
-            ])
-            .output()
-            .wrap_err_with(|| format!("running case {case}"))?;
-        if !out.status.success() {
-            bail!(
-                "case {case} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        phases.extend(
-            stdout
-                .lines()
-                .filter_map(|l| l.strip_prefix("PHASES "))
-                .map(str::to_string),
-        );
-        rows.extend(parse_rows(&stdout, &load));
-    }
     let python = std::env::var("VIPA_TORCH_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join(".venv-torch/bin/python"));
     let script = root.join("benches/kernels/tiny_vit_step.py");
-    if python.exists() {
-        let load = loadavg();
-        let out = Command::new(&python)
-            .arg(&script)
-            .args(["--steps", &steps.to_string()])
-            .output()
-            .wrap_err_with(|| format!("running {} {}", python.display(), script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "PyTorch twin failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        phases.extend(
-            stdout
-                .lines()
-                .filter_map(|l| l.strip_prefix("PHASES "))
-                .map(str::to_string),
-        );
-        rows.extend(parse_rows(&stdout, &load));
-    } else {
+    let threads = rayon::current_num_threads();
+    println!(
+        "kernel-bench: {threads} rayon threads, {rounds} interleaved rounds of {steps} timed steps \
+         ({slow_steps} for composed); per-round medians, then the median over rounds"
+    );
+    if !python.exists() {
         println!(
             "(no PyTorch at {}; set VIPA_TORCH_PYTHON to compare)",
             python.display()
         );
     }
-    let torch = |name: &str| rows.iter().find(|r| r.case == name).map(|r| r.median_ms);
+    let steps_s = steps.to_string();
+    let slow_s = slow_steps.to_string();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut phases = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let mut cmds: Vec<(String, Command)> = Vec::new();
+        for case in ["matmul", "matmul_bt", "kernels", "fused_nograd", "composed"] {
+            let mut c = Command::new(&exe);
+            c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
+            cmds.push((case.to_string(), c));
+        }
+        if python.exists() {
+            let mut c = Command::new(&python);
+            c.arg(&script).args(["--steps", &steps_s]);
+            cmds.push(("PyTorch twin".to_string(), c));
+        }
+        for (name, mut cmd) in cmds {
+            let load = loadavg();
+            let out = cmd.output().wrap_err_with(|| format!("running {name}"))?;
+            if !out.status.success() {
+                bail!("{name} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            phases.extend(
+                stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("PHASES "))
+                    .map(str::to_string),
+            );
+            rows.extend(parse_rows(&stdout, &load));
+        }
+    }
+    // Median over rounds per case, in first-seen order.
+    let mut cases: Vec<String> = Vec::new();
+    for r in &rows {
+        if !cases.contains(&r.case) {
+            cases.push(r.case.clone());
+        }
+    }
+    let summary: Vec<Row> = cases
+        .iter()
+        .map(|case| {
+            let of: Vec<&Row> = rows.iter().filter(|r| &r.case == case).collect();
+            let mut med: Vec<f64> = of.iter().map(|r| r.median_ms).collect();
+            Row {
+                case: case.clone(),
+                median_ms: median(&mut med),
+                min_ms: of.iter().map(|r| r.min_ms).fold(f64::INFINITY, f64::min),
+                rss_mib: of.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
+                grads: of[0].grads.clone(),
+                load: of
+                    .iter()
+                    .map(|r| r.load.split(' ').next().unwrap_or("?"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })
+        .collect();
+    let torch = |name: &str| summary.iter().find(|r| r.case == name).map(|r| r.median_ms);
     let (torch_step, torch_mm) = (torch("torch_vit"), torch("torch_matmul"));
     println!();
     println!(
-        "| case | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | load avg (1/5/15 min) |"
+        "| case | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | 1-min load avg per round |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    for r in &rows {
+    for r in &summary {
         let reference = if r.case.contains("matmul") {
             torch_mm
         } else {
