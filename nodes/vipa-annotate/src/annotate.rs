@@ -310,7 +310,7 @@ impl Annotator {
                     }
                     c.end = Some(end);
                 }
-                self.try_finish_clip(&clip_id)?;
+                self.finish_ready_clips()?;
             }
             Control::StreamEnd(end) => {
                 self.report.ingest_bad_sources = end.bad_sources;
@@ -379,7 +379,7 @@ impl Annotator {
 
     fn try_join(&mut self, key: Key) -> Result<(), AnnotateError> {
         if !self.partial.get(&key).is_some_and(Partial::complete) {
-            return Ok(());
+            return self.finish_ready_clips();
         }
         let Some(part) = self.partial.remove(&key) else {
             return Ok(());
@@ -395,22 +395,55 @@ impl Annotator {
                 observe(clip, part, cfg);
             }
         }
-        self.try_finish_clip(&clip_id)
+        self.finish_ready_clips()
     }
 
-    fn try_finish_clip(&mut self, clip_id: &str) -> Result<(), AnnotateError> {
-        let ready = self
+    /// Whether every data input has delivered a message at or past `last_seq`. The lift nodes
+    /// answer each image with exactly one message, in order, so their `seq` follows the image
+    /// `seq`; once all three streams are past a clip's last frame, nothing more of it can come.
+    fn inputs_past(&self, last_seq: u64) -> bool {
+        [INPUT_IMAGE, INPUT_POINTMAP, INPUT_HANDS]
+            .iter()
+            .all(|input| {
+                self.seq
+                    .stats(input)
+                    .and_then(|s| s.last_seq)
+                    .is_some_and(|s| s >= last_seq)
+            })
+    }
+
+    /// Finishes every clip whose end has arrived and that has all its frames, or whose frames
+    /// can no longer arrive (a message was lost in transport).
+    fn finish_ready_clips(&mut self) -> Result<(), AnnotateError> {
+        let ready: Vec<String> = self
             .clips
-            .get(clip_id)
-            .is_some_and(|c| c.end.as_ref().is_some_and(|e| c.joined >= e.frames));
-        if !ready {
-            return Ok(());
+            .iter()
+            .filter(|(_, c)| {
+                c.end.as_ref().is_some_and(|e| {
+                    c.joined >= e.frames || e.last_seq.is_some_and(|l| self.inputs_past(l))
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for clip_id in ready {
+            let Some(mut clip) = self.clips.remove(&clip_id) else {
+                continue;
+            };
+            let frames = clip.end.as_ref().map_or(0, |e| e.frames);
+            if clip.joined < frames {
+                let lost = frames - clip.joined;
+                tracing::error!(clip = %clip_id, lost, "frames lost in transport");
+                clip.frame_error.get_or_insert(format!(
+                    "{lost} of {frames} frames lost in transport (dora dropped a message; see the sequence check); re-run to annotate this clip"
+                ));
+                // Their parts will never complete: drop them and count the frames as handled,
+                // so ingest's ack count stays exact.
+                self.partial.retain(|k, _| k.0 != clip_id);
+                self.handled += lost;
+            }
+            self.finish_clip(&clip_id, clip)?;
+            self.handled += 1;
         }
-        let Some(clip) = self.clips.remove(clip_id) else {
-            return Ok(());
-        };
-        self.finish_clip(clip_id, clip)?;
-        self.handled += 1;
         self.try_finish_stream(false)
     }
 

@@ -134,6 +134,11 @@ fn stream_end(seq: u64, clips: u64, frames: u64) -> InputMsg {
 /// Feeds two clips (the second without a sidecar: frame errors from lift-depth); each frame's
 /// parts arrive in a different order. Returns the acks.
 fn feed(ann: &mut Annotator, a: &ClipTruth, b: &ClipTruth) -> Vec<Ack> {
+    feed_lossy(ann, a, b, None)
+}
+
+/// [`feed`], losing the point map of the `lose`-th frame (as dora's transport can).
+fn feed_lossy(ann: &mut Annotator, a: &ClipTruth, b: &ClipTruth, lose: Option<u64>) -> Vec<Ack> {
     let mut out = RecordingOutputs::new();
     let mut seq = 0;
     let mut ctrl = 0;
@@ -148,6 +153,9 @@ fn feed(ann: &mut Annotator, a: &ClipTruth, b: &ClipTruth) -> Vec<Ack> {
                 _ => [pm, hands, img],
             };
             for m in order {
+                if lose == Some(seq) && m.id == "pointmap" {
+                    continue;
+                }
                 ann.on_input(&m, &mut out).unwrap();
             }
             seq += 1;
@@ -275,4 +283,44 @@ fn a_clip_without_hands_is_skipped_with_a_reason() {
     assert_eq!(m.counts.clips, 0);
     let reasons: Vec<&str> = m.skipped.iter().map(|s| s.reason.as_str()).collect();
     assert!(reasons[0].contains("no visible hand"), "{reasons:?}");
+}
+
+#[test]
+fn a_frame_lost_in_transport_skips_its_clip_without_stalling_the_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = clip(d, 4, true);
+    let b = clip(d, 5, true);
+    let mut ann = Annotator::new(AnnotateConfig {
+        out: d.join("ds"),
+        clip_info_dir: d.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    // Frame 2 of the first clip loses its point map.
+    let acks = feed_lossy(&mut ann, &a, &b, Some(2));
+    assert!(ann.is_finished());
+    let frames = (a.frames.len() + b.frames.len()) as u64;
+    assert_eq!(acks.last().unwrap().received, frames + 3);
+    assert_eq!(ann.seq().stats("pointmap").unwrap().dropped, 1);
+    let m = DatasetReader::open(d.join("ds"))
+        .unwrap()
+        .manifest()
+        .clone();
+    // The second clip is the frame-error clip of `feed`; the first lost a frame.
+    assert_eq!(m.skipped.len(), 2);
+    assert_eq!(m.skipped[0].clip_id, a.info.clip_id);
+    assert!(
+        m.skipped[0]
+            .reason
+            .contains("1 of 15 frames lost in transport"),
+        "{}",
+        m.skipped[0].reason
+    );
+    assert!(
+        m.skipped[1].reason.contains("lift-depth"),
+        "{}",
+        m.skipped[1].reason
+    );
+    assert!(m.clips.is_empty());
 }
