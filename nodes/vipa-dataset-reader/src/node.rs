@@ -26,11 +26,9 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: ReaderConfig) -> ey
                     break;
                 }
             }
-            Event::InputClosed { id } => {
-                if id.as_str() == IN_REQUEST {
-                    tracing::warn!("the requester went away before the end of the data");
-                    break;
-                }
+            Event::InputClosed { id } if id.as_str() == IN_REQUEST => {
+                tracing::warn!("the requester went away before the end of the data");
+                break;
             }
             Event::Stop(cause) => {
                 tracing::info!(?cause, "stop requested");

@@ -1,6 +1,9 @@
 //! The reader's logic without dora: a tiny dataset from `fixture`, requests in, recorded
 //! messages out.
 
+// Test helpers unwrap too: a panic there is a failed test with a line number.
+#![allow(clippy::unwrap_used)]
+
 use vipa_dataset_reader::fixture::{plane_depth, write_dataset};
 use vipa_dataset_reader::reader::{OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE, keys};
 use vipa_dataset_reader::{Reader, ReaderConfig, ReaderError};

@@ -1,5 +1,8 @@
 //! The semantic encoder's logic without dora (tiny preset).
 
+// Test helpers unwrap too: a panic there is a failed test with a line number.
+#![allow(clippy::unwrap_used)]
+
 use vipa_encoder_2d::encoder::{IN_IMAGE, OUT_TOKENS};
 use vipa_encoder_2d::{Encoder2d, Encoder2dConfig, EncoderError};
 use vipa_msgs::{

@@ -1,5 +1,8 @@
 //! The 3D encoder's logic without dora (tiny preset).
 
+// Test helpers unwrap too: a panic there is a failed test with a line number.
+#![allow(clippy::unwrap_used)]
+
 use vipa_encoder_3d::encoder::{IN_POINTMAP, OUT_TOKENS, TOKEN_VALID, resize_nearest};
 use vipa_encoder_3d::{Encoder3d, Encoder3dConfig, EncoderError};
 use vipa_msgs::{MetaValue, Payload, PointMap, StreamEnd, StreamHeader, TensorMsg, kind_of};
