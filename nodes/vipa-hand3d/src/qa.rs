@@ -11,7 +11,7 @@
 //!   assumed static).
 //! - **Camera movement** — two sampled frames with poses; rotation of camera 2 relative to
 //!   camera 1 as direction words + degrees, then `"; moved <words>, <d>m"` for where camera 2
-//!   sits in camera 1's frame. Static pairs (below `camera_min_deg` and `camera_min_m`) are
+//!   sits in camera 1's frame (`"; no translation"` when it would print as 0.00m). Static pairs (below `camera_min_deg` and `camera_min_m`) are
 //!   skipped, so a fixed camera yields none.
 //!
 //! "The hand" is the palm centre or the wrist ([`HandPoint`]). Questions come from several
@@ -318,11 +318,16 @@ fn emit(
         let question = fill(templates[t], side, &object, &instr);
         let (answer, truth, camera_translation) = match c.camera {
             Some((axis, deg, trans)) => (
-                format!(
-                    "{}; moved {}",
-                    format_rotation(axis, deg, cfg.gamma),
-                    format_translation(trans, cfg.gamma)
-                ),
+                // A translation that prints as 0.00m gets no clause of its own.
+                if norm(trans) >= 0.005 {
+                    format!(
+                        "{}; moved {}",
+                        format_rotation(axis, deg, cfg.gamma),
+                        format_translation(trans, cfg.gamma)
+                    )
+                } else {
+                    format!("{}; no translation", format_rotation(axis, deg, cfg.gamma))
+                },
                 AnswerTruth {
                     directions: Directions::of_rotation(axis, cfg.gamma),
                     value: deg,

@@ -144,7 +144,9 @@ fn sidecar_answers_match_ground_truth_geometry() {
                 let (a, b) = (s.frame_idxs[0], s.frame_idxs[1]);
                 let dt = scene.time(b) - scene.time(a);
                 let clauses = parse_clauses(&s.answer);
-                assert_eq!(clauses.len(), 2, "{}", s.answer);
+                let trans = scene.pose(a).apply_inverse(scene.pose(b).translation);
+                let want_clauses = if norm(trans) >= 0.005 { 2 } else { 1 };
+                assert_eq!(clauses.len(), want_clauses, "{}", s.answer);
                 // Pure pan of pan_deg·dt about +y: "left" for a negative pan.
                 assert_eq!(clauses[0].unit, Unit::Degrees);
                 assert!(
@@ -158,12 +160,15 @@ fn sidecar_answers_match_ground_truth_geometry() {
                     "{}",
                     s.answer
                 );
-                let trans = scene.pose(a).apply_inverse(scene.pose(b).translation);
-                assert!(
-                    (clauses[1].value - norm(trans)).abs() <= 0.006,
-                    "{}",
-                    s.answer
-                );
+                if want_clauses == 2 {
+                    assert!(
+                        (clauses[1].value - norm(trans)).abs() <= 0.006,
+                        "{}",
+                        s.answer
+                    );
+                } else {
+                    assert!(s.answer.ends_with("; no translation"), "{}", s.answer);
+                }
             }
             _ => {
                 // Action tasks: tokens decode to the true wrist within half a bin (+ the
