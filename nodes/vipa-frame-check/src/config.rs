@@ -5,6 +5,7 @@
 //! expect_width: null      # if set, frames of another width count as bad messages
 //! expect_height: null
 //! expect_encoding: null   # rgb8 | bgr8 | mono8
+//! process_delay_ms: 0     # sleep this long per frame: simulates a slow consumer (tests)
 //! ```
 //! A relative `summary_path` is resolved against the node's working directory (the dataflow
 //! YAML's folder under `dora run`).
@@ -21,6 +22,7 @@ pub struct FrameCheckConfig {
     pub expect_width: Option<u32>,
     pub expect_height: Option<u32>,
     pub expect_encoding: Option<String>,
+    pub process_delay_ms: u64,
 }
 
 impl Default for FrameCheckConfig {
@@ -30,6 +32,7 @@ impl Default for FrameCheckConfig {
             expect_width: None,
             expect_height: None,
             expect_encoding: None,
+            process_delay_ms: 0,
         }
     }
 }
@@ -50,6 +53,12 @@ impl vipa_node_kit::NodeConfig for FrameCheckConfig {
         {
             return Err(format!(
                 "`expect_encoding` must be rgb8, bgr8 or mono8, got {e:?}"
+            ));
+        }
+        if self.process_delay_ms > 10_000 {
+            return Err(format!(
+                "`process_delay_ms` must be <= 10000, got {}",
+                self.process_delay_ms
             ));
         }
         if self.expect_width == Some(0) || self.expect_height == Some(0) {

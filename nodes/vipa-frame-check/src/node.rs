@@ -13,6 +13,7 @@ use crate::config::FrameCheckConfig;
 /// Runs the sink until its inputs close or dora stops it.
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: FrameCheckConfig) -> eyre::Result<()> {
     let path = cfg.summary_path.clone();
+    let delay = std::time::Duration::from_millis(cfg.process_delay_ms);
     let mut check = FrameCheck::new(cfg);
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(event) = events.recv() {
@@ -21,6 +22,10 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: FrameCheckConfig) -
                 let Some(msg) = InputMsg::from_event(&event) else {
                     continue;
                 };
+                if !delay.is_zero() && msg.kind() != Some("stream_end") {
+                    // Simulated slow consumer: the sender must not outrun it.
+                    std::thread::sleep(delay);
+                }
                 let was_ended = check.stream_ended();
                 check
                     .on_input(

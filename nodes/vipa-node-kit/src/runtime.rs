@@ -18,12 +18,15 @@ use dora_node_api::{Event, EventStream};
 /// Sets up `tracing` to stderr (dora captures it into the node's log), filtered by `RUST_LOG`
 /// (default `info`). Safe to call twice: the second call keeps the first subscriber.
 pub fn init_tracing(node_id: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let result = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // dora captures stderr into log files: colour codes only for a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     if result.is_ok() {
         tracing::debug!(node = node_id, "tracing ready");

@@ -23,7 +23,12 @@ pub struct SeqStats {
     pub gaps: u64,
     /// Highest seq observed, `None` before the first message.
     pub last_seq: Option<u64>,
+    /// The first [`MAX_GAPS_KEPT`] gaps as `[first missing, last missing]`, for diagnosis.
+    pub first_gaps: Vec<[u64; 2]>,
 }
+
+/// How many gaps [`SeqStats::first_gaps`] keeps.
+pub const MAX_GAPS_KEPT: usize = 8;
 
 impl SeqStats {
     /// True when every seq from 0 to `last_seq` arrived exactly once, in order.
@@ -73,6 +78,9 @@ impl SeqTracker {
             SeqEvent::Gap { missing } => {
                 stats.dropped += missing;
                 stats.gaps += 1;
+                if stats.first_gaps.len() < MAX_GAPS_KEPT {
+                    stats.first_gaps.push([expected, seq - 1]);
+                }
                 stats.last_seq = Some(seq);
                 tracing::warn!(
                     input,
@@ -163,6 +171,7 @@ mod tests {
         let st = t.stats("image").unwrap();
         assert_eq!(st.dropped, 4);
         assert_eq!(st.gaps, 3);
+        assert_eq!(st.first_gaps, vec![[0, 0], [3, 4], [8, 8]]);
         assert_eq!(st.received, 6);
         assert!(!t.is_clean());
         assert_eq!(t.total_dropped(), 4);
