@@ -80,6 +80,11 @@ pub struct ObjectsConfig {
     /// Radius (metres) of the hand bones masked out of object boxes; 0 disables the mask.
     /// Default 0.015 (finger radius ≈ 8–10 mm plus a margin for joint error).
     pub hand_mask_radius_m: f32,
+    /// Segment the object from the table before taking its position: fit the table plane
+    /// around the box, keep the box's points standing above it (off the hand), and take the
+    /// centre of their extent in a table-aligned frame (see [`crate::objects`]). Falls back to
+    /// the central-region median (+ thickness prior) when no table is found. Default true.
+    pub segment_table: bool,
 }
 
 impl Default for ObjectsConfig {
@@ -88,6 +93,7 @@ impl Default for ObjectsConfig {
             central_fraction: DEFAULT_CENTRAL_FRACTION,
             complete_depth: true,
             hand_mask_radius_m: 0.015,
+            segment_table: true,
         }
     }
 }

@@ -32,8 +32,11 @@ use crate::stats::median;
 /// Default share of the box (per side) that counts as its central region.
 pub const DEFAULT_CENTRAL_FRACTION: f32 = 0.5;
 
-/// The object's position in point-map units: [`surface_position`], pushed back by the
-/// thickness prior when `cfg.complete_depth` (see the module docs).
+/// The object's position in point-map units. With `cfg.complete_depth` and
+/// `cfg.segment_table` (both default) the table-segmented centre ([`segmented_position`]);
+/// when that finds no table or too few object points, or with `segment_table` off,
+/// [`surface_position`] pushed back by the thickness prior; with `complete_depth` off, the
+/// visible surface itself (see the module docs).
 pub fn raw_object_position(
     pm: &PointMap,
     k: &Intrinsics,
@@ -41,6 +44,12 @@ pub fn raw_object_position(
     hand_mask: &[Capsule],
     cfg: &ObjectsConfig,
 ) -> Option<Vec3> {
+    if cfg.complete_depth
+        && cfg.segment_table
+        && let Some(p) = segmented_position(pm, k, bbox, hand_mask)
+    {
+        return Some(p);
+    }
     let p = surface_position(pm, bbox, cfg.central_fraction, hand_mask)?;
     if !cfg.complete_depth {
         return Some(p);
@@ -51,6 +60,242 @@ pub fn raw_object_position(
         return Some(p);
     }
     Some(p.map(|c| c + half_extent * c / n))
+}
+
+/// Fewest table points (in the ring around the box) a plane fit may rest on.
+const MIN_RING_POINTS: usize = 24;
+/// Fewest object points (above the table, off the hand) an extent may rest on.
+const MIN_OBJECT_POINTS: usize = 6;
+/// Table tolerance as a share of the object's metric box size: points closer to the plane
+/// than this count as table (3–8 mm for 5–13 cm objects).
+const TABLE_TOLERANCE: f32 = 0.06;
+/// Robust extent: these quantiles of the object points stand in for min and max.
+const EXTENT_QUANTILE: f32 = 0.02;
+/// An object whose lowest visible point is below this share of its top height rests on the
+/// table (its bottom is the plane).
+const RESTING_SHARE: f32 = 0.45;
+/// Largest |cos| between the plane normal and the viewing ray of a support plane.
+const MAX_FACING: f32 = 0.9;
+/// RANSAC tries for the table plane (deterministic sampling).
+const PLANE_TRIES: usize = 96;
+
+/// A plane `n·p + d = 0` with `|n| = 1`, oriented so the camera (the origin) has `d > 0`:
+/// `height(p) = n·p + d` is the height above the table.
+#[derive(Debug, Clone, Copy)]
+struct Plane {
+    n: Vec3,
+    d: f32,
+}
+
+impl Plane {
+    fn height(&self, p: Vec3) -> f32 {
+        dot(self.n, p) + self.d
+    }
+}
+
+fn dot(a: Vec3, b: Vec3) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: Vec3, b: Vec3) -> Vec3 {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+/// Robust extent of `v` (which it sorts): the values `k` ranks in from each end, with
+/// `k = ⌊q·(n − 1)⌋`, so a small set (fewer than `1/q` values) keeps its extremes. `None` when
+/// empty.
+fn robust_extent(v: &mut [f32], q: f32) -> Option<(f32, f32)> {
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    let k = ((q * n.checked_sub(1)? as f32).floor() as usize).min((n - 1) / 2);
+    Some((*v.get(k)?, *v.get(n - 1 - k)?))
+}
+
+/// Pixel index range `[lo, hi]` of the pixels whose centres fall in `[a, b]`, clamped to `n`.
+fn pixel_range(a: f32, b: f32, n: u32) -> Option<(u32, u32)> {
+    let lo = (a - 0.5).ceil().max(0.0);
+    let hi = (b - 0.5).floor().min(n as f32 - 1.0);
+    (lo <= hi).then_some((lo as u32, hi as u32))
+}
+
+/// Table plane from the ring of pixels around `bbox` (the box grown by half its size on each
+/// side, minus the box): RANSAC over deterministic triples, inliers within `tol`, offset refit
+/// as the median over the inliers. `None` when the ring is too small or no plane holds at
+/// least a third of it (no dominant surface: a wall, clutter).
+fn table_plane(pm: &PointMap, bbox: [f32; 4], tol: f32) -> Option<Plane> {
+    let [x0, y0, x1, y1] = bbox;
+    let (mw, mh) = (0.5 * (x1 - x0), 0.5 * (y1 - y0));
+    let (c0, c1) = pixel_range(x0 - mw, x1 + mw, pm.width())?;
+    let (r0, r1) = pixel_range(y0 - mh, y1 + mh, pm.height())?;
+    let mut ring = Vec::new();
+    for row in r0..=r1 {
+        for col in c0..=c1 {
+            let (u, v) = (col as f32 + 0.5, row as f32 + 0.5);
+            if u >= x0 && u <= x1 && v >= y0 && v <= y1 {
+                continue;
+            }
+            ring.extend(pm.get(col, row));
+        }
+    }
+    if ring.len() < MIN_RING_POINTS {
+        return None;
+    }
+    // A fixed LCG: the same clip always gives the same plane.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % n
+    };
+    let mut best: Option<(usize, Plane)> = None;
+    for _ in 0..PLANE_TRIES {
+        let (a, b, c) = (
+            ring[next(ring.len())],
+            ring[next(ring.len())],
+            ring[next(ring.len())],
+        );
+        let nrm = cross(crate::geometry::sub(b, a), crate::geometry::sub(c, a));
+        let len = norm(nrm);
+        if len.is_nan() || len <= 0.0 {
+            continue;
+        }
+        let mut n = nrm.map(|x| x / len);
+        let mut d = -dot(n, a);
+        if d < 0.0 {
+            n = n.map(|x| -x);
+            d = -d;
+        }
+        let plane = Plane { n, d };
+        let count = ring
+            .iter()
+            .filter(|p| plane.height(**p).abs() < tol)
+            .count();
+        if best.is_none_or(|(c, _)| count > c) {
+            best = Some((count, plane));
+        }
+    }
+    let (count, plane) = best?;
+    if 3 * count < ring.len() {
+        return None;
+    }
+    let d = median(
+        ring.iter()
+            .filter(|p| plane.height(**p).abs() < tol)
+            .map(|p| -dot(plane.n, *p)),
+    )?;
+    Some(Plane { n: plane.n, d })
+}
+
+/// Object centre from the points standing on the table, in point-map units. `None` when no
+/// table plane is found around the box or fewer than a handful of object points remain.
+///
+/// 1. Seed: the central-region median ([`surface_position`]); its depth turns the box into a
+///    metric size `L = max(box_w/fx, box_h/fy)·z` and the table tolerance `0.06·L`.
+/// 2. Table: a plane fitted (RANSAC) to the ring of pixels around the box.
+/// 3. Object points: the box's valid pixels off the hand mask that stand more than the
+///    tolerance above the plane (this drops the table visible in the box's corners and through
+///    a mug's handle) and lie within `L` of the seed (this drops a background wall or a far
+///    object seen past the silhouette).
+/// 4. Centre, in a table-aligned frame (up = plane normal, forward = the horizontal part of
+///    the viewing direction, side = their cross product), from the points' robust extent
+///    (2 %–98 % quantiles; the extremes for fewer than 50 points): side = the middle of the side extent; forward = the front-most
+///    point plus half the side extent (the object is assumed as deep as it is wide: exact for
+///    balls, cylinders, bowls, and squares at any yaw); height = the middle of the bottom and
+///    the top, the bottom being the table itself when the visible points reach into the
+///    lower 45 % of the top height (a resting object).
+/// 5. Sanity check: the centre must project into the box grown by half its size.
+pub fn segmented_position(
+    pm: &PointMap,
+    k: &Intrinsics,
+    bbox: [f32; 4],
+    mask: &[Capsule],
+) -> Option<Vec3> {
+    let seed = surface_position(pm, bbox, DEFAULT_CENTRAL_FRACTION, mask)?;
+    let [x0, y0, x1, y1] = bbox;
+    let size = ((x1 - x0) / k.fx).max((y1 - y0) / k.fy) * seed[2];
+    if !(size > 0.0 && size.is_finite()) {
+        return None;
+    }
+    let tol = TABLE_TOLERANCE * size;
+    let plane = table_plane(pm, bbox, tol)?;
+    // The object stands on the table: a plane through or above the seed is a wall or another
+    // object's face, not the support.
+    if plane.height(seed) <= tol {
+        return None;
+    }
+    // A surface facing the camera head-on (a wall behind the object) is no support: the
+    // table-aligned frame would have no horizontal viewing direction.
+    let seed_len = norm(seed);
+    if seed_len.is_nan() || seed_len <= 0.0 || dot(plane.n, seed).abs() > MAX_FACING * seed_len {
+        return None;
+    }
+    let (c0, c1) = pixel_range(x0, x1, pm.width())?;
+    let (r0, r1) = pixel_range(y0, y1, pm.height())?;
+    let mut pts = Vec::new();
+    for row in r0..=r1 {
+        for col in c0..=c1 {
+            let Some(p) = pm.get(col, row) else { continue };
+            let (u, v) = (col as f32 + 0.5, row as f32 + 0.5);
+            if plane.height(p) <= tol {
+                continue;
+            }
+            if mask.iter().any(|c| c.contains(u, v)) {
+                continue;
+            }
+            if norm(crate::geometry::sub(p, seed)) < size {
+                // Within one box size of the seed: this drops the background (a wall, a far
+                // object) seen past the object's silhouette in the box corners.
+                pts.push(p);
+            }
+        }
+    }
+    if pts.len() < MIN_OBJECT_POINTS {
+        return None;
+    }
+    let up = plane.n;
+    let fwd = crate::geometry::sub(seed, up.map(|x| x * dot(up, seed)));
+    let len = norm(fwd);
+    if len.is_nan() || len <= 0.0 {
+        return None;
+    }
+    let fwd = fwd.map(|x| x / len);
+    let side = cross(up, fwd);
+    let extent = |axis: &dyn Fn(Vec3) -> f32| -> Option<(f32, f32)> {
+        let mut v: Vec<f32> = pts.iter().map(|p| axis(*p)).collect();
+        robust_extent(&mut v, EXTENT_QUANTILE)
+    };
+    let (f_lo, _) = extent(&|p| dot(p, fwd))?;
+    let (s_lo, s_hi) = extent(&|p| dot(p, side))?;
+    let (mut h_lo, h_hi) = extent(&|p| plane.height(p))?;
+    // Pixel centres sample the silhouette: the extent of the points misses about half a pixel
+    // on each side (≈ 4 mm for a 6 cm ball 8 px wide), so the width gets one pixel back.
+    let pixel = seed[2] / k.fx.max(k.fy);
+    // Resting objects: seen from above, their lowest visible points lie in the lower part of
+    // their height (a ball's lower cap hides behind its own silhouette, a box's base edge
+    // behind the tolerance band); an object held in the air shows no point near the table.
+    if h_lo < RESTING_SHARE * h_hi {
+        h_lo = 0.0;
+    }
+    // Forward: the front plus half the side extent (exact for round objects and for square
+    // ones at any yaw; the far side may hide, so the far extent is not used).
+    let (f, s, h) = (
+        f_lo + 0.5 * (s_hi - s_lo + pixel),
+        0.5 * (s_lo + s_hi),
+        0.5 * (h_lo + h_hi),
+    );
+    // p = f·fwd + s·side + (h − d)·up, since fwd ⟂ side ⟂ up and height = up·p + d.
+    let c = [0, 1, 2].map(|i| f * fwd[i] + s * side[i] + (h - plane.d) * up[i]);
+    // Sanity check: the centre must project into the box (grown by half its size). It does not
+    // when unmasked hand or arm pixels standing high above the table dominate the extent (the
+    // box shrinks to a sliver around a grasp); the caller then uses the surface median.
+    let (u, v) = k.project(c)?;
+    let (mw, mh) = (0.5 * (x1 - x0), 0.5 * (y1 - y0));
+    (u >= x0 - mw && u <= x1 + mw && v >= y0 - mh && v <= y1 + mh).then_some(c)
 }
 
 /// Per-axis median of the valid points in the central region of `bbox = [x0, y0, x1, y1]`

@@ -36,6 +36,7 @@ fn synth_scale_recovery_and_answers_against_ground_truth() {
     let mut dist_err = Vec::new();
     let mut dir_ok = 0usize;
     let mut n_answers = 0usize;
+    let (mut near_boundary, mut far_total, mut far_ok) = (0usize, 0usize, 0usize);
     for index in 0..4 {
         let truth = clip(7, index);
         let factor = ScaledBackend::clip_factor(clip_seed(&truth.info));
@@ -74,11 +75,22 @@ fn synth_scale_recovery_and_answers_against_ground_truth() {
             let p = parse_answer(&s.answer).unwrap();
             dist_err.push((p.value - norm(gt)).abs());
             n_answers += 1;
-            dir_ok += usize::from(
-                p.directions
-                    .score(Directions::of_translation(gt, cfg.qa.gamma))
-                    == 3,
-            );
+            let right = p
+                .directions
+                .score(Directions::of_translation(gt, cfg.qa.gamma))
+                == 3;
+            dir_ok += usize::from(right);
+            // Near the γ boundary a 1 cm error flips a word: an axis share within 0.05 of γ.
+            let n = norm(gt).max(1e-9);
+            let near = gt
+                .iter()
+                .any(|c| ((c / n).abs() - cfg.qa.gamma).abs() < 0.05);
+            if near {
+                near_boundary += 1;
+            } else {
+                far_total += 1;
+                far_ok += usize::from(right);
+            }
         }
     }
     let within = dist_err.iter().filter(|e| **e <= 0.01).count() as f32 / dist_err.len() as f32;
@@ -92,6 +104,11 @@ fn synth_scale_recovery_and_answers_against_ground_truth() {
         within,
         dir_ok as f32 / n_answers as f32
     );
+    println!(
+        "synth directions: {near_boundary} answers have an axis share within 0.05 of γ; away \
+         from the boundary ({far_total}) all 3 directions right {:.2}",
+        far_ok as f32 / far_total.max(1) as f32
+    );
     assert!(median(scale_err_offset) < 0.01);
     assert!(n_answers > 0);
     assert!(median(dist_err) < 0.01);
@@ -103,4 +120,69 @@ fn missing_sidecar_is_one_clear_error() {
     let e = annotate_sidecar(path, SynthBackend::Sidecar, &Config::default()).unwrap_err();
     assert!(matches!(e, Hand3dError::BadInput { .. }));
     assert!(e.to_string().contains("clip_0042.truth.parquet"), "{e}");
+}
+
+/// Diagnostics: 3D object-centre error against the sidecar's `centre_cam`, per shape and
+/// grasp state, with the table-segmented estimator and with the central-region median +
+/// thickness prior. Ground-truth depth, so every error here is the estimator's.
+#[test]
+fn object_centre_error_by_shape() {
+    use std::collections::BTreeMap;
+    use vipa_hand3d::backend::sidecar_point_map;
+    use vipa_hand3d::objects::{hand_capsules, raw_object_position};
+    use vipa_hand3d::synth::{frame_parts, intrinsics};
+    // (shape, grasped) → (segmented errors, prior errors)
+    type Errs = (Vec<f32>, Vec<f32>);
+    let mut by: BTreeMap<(String, bool), Errs> = BTreeMap::new();
+    let seg = Config::default().objects;
+    let mut prior = seg.clone();
+    prior.segment_table = false;
+    for index in 0..4 {
+        let truth = clip(7, index);
+        let k = intrinsics(&truth.info);
+        for f in &truth.frames {
+            let pm = sidecar_point_map(&f.depth_m(), &k).unwrap();
+            let (hands, objects) = frame_parts(f);
+            let mask: Vec<_> = hands
+                .iter()
+                .flat_map(|h| hand_capsules(&h.joints, &k, seg.hand_mask_radius_m))
+                .collect();
+            for o in &objects {
+                let t = f.objects.iter().find(|t| t.name == o.name).unwrap();
+                let shape = truth
+                    .info
+                    .objects
+                    .iter()
+                    .find(|i| i.name == o.name)
+                    .unwrap()
+                    .shape
+                    .clone();
+                let grasped = f
+                    .hands
+                    .iter()
+                    .any(|h| h.grasped_object.as_deref() == Some(o.name.as_str()));
+                let e = by.entry((shape, grasped)).or_default();
+                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &mask, &seg) {
+                    e.0.push(norm(sub(p, t.centre_cam)));
+                }
+                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &mask, &prior) {
+                    e.1.push(norm(sub(p, t.centre_cam)));
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for ((shape, grasped), (s, p)) in &by {
+        println!(
+            "object centre {shape:>8} grasped={grasped:<5} n={:>3}: segmented median {:.4} m \
+             (≤1 cm {:.2}), prior median {:.4} m",
+            s.len(),
+            median(s.clone()),
+            s.iter().filter(|e| **e <= 0.01).count() as f32 / s.len().max(1) as f32,
+            median(p.clone()),
+        );
+        all.extend(s.iter().copied());
+    }
+    assert!(!all.is_empty());
+    println!("object centre all: segmented median {:.4} m", median(all));
 }
