@@ -10,14 +10,16 @@
 //!    central-region median (no background), and are off the hand mask;
 //! 3. takes, in a table-aligned frame (up, forward = horizontal viewing direction, side), the
 //!    middle of the points' robust side and height extents (the bottom is the table for a
-//!    resting object) and the front-most point plus half the side extent for the depth (an
-//!    object is as deep as it is wide: exact for balls, cylinders, bowls, squares at any yaw).
+//!    resting object); for the depth, the larger of the front-most point plus half the side
+//!    extent (an object as deep as it is wide: exact for balls, cylinders, bowls, squares at
+//!    any yaw) and the middle of the forward extent (a top face seen from above spans the full
+//!    depth: oblong boxes).
 //!
 //! It needs no shape label, and it is the centre of the bounding volume rather than of the
 //! visible surface. Measured on `vipa-synth` clips (ground-truth depth, `tests/synth_clips.rs`):
-//! median 3D error ≈ 1–4 mm for resting balls, bowls, cubes, cylinders and mugs; the 10×7 cm
-//! box (depth ≠ width at most yaws) ≈ 1.4 cm; objects held in a grasp 1.5–3 cm (the hand
-//! covers the top of the object, so the extent is cut). All scale linearly with the point map
+//! median 3D error ≈ 0.3–4 mm for resting balls, bowls, cubes, cylinders and mugs, 6 mm for
+//! the 10×7 cm box (depth ≠ width; cut by the image border); objects held in a grasp 0.5–3 cm
+//! (the hand covers the top of the object, so the extent is cut). All scale linearly with the point map
 //! (every threshold is a share of the object's own metric size), so it runs on the
 //! uncalibrated map like the fallback.
 //!
@@ -228,8 +230,9 @@ fn table_plane(pm: &PointMap, bbox: [f32; 4], tol: f32) -> Option<Plane> {
 /// 4. Centre, in a table-aligned frame (up = plane normal, forward = the horizontal part of
 ///    the viewing direction, side = their cross product), from the points' robust extent
 ///    (2 %–98 % quantiles; the extremes for fewer than 50 points): side = the middle of the side extent; forward = the front-most
-///    point plus half the side extent (the object is assumed as deep as it is wide: exact for
-///    balls, cylinders, bowls, and squares at any yaw); height = the middle of the bottom and
+///    point plus half the side extent (the object as deep as it is wide: exact for balls,
+///    cylinders, bowls, squares at any yaw) or the middle of the forward extent (the top face
+///    seen from above spans the full depth), whichever is larger; height = the middle of the bottom and
 ///    the top, the bottom being the table itself when the visible points reach into the
 ///    lower 45 % of the top height (a resting object).
 /// 5. Sanity check: the centre must project into the box grown by half its size.
@@ -293,7 +296,7 @@ pub fn segmented_position(
         let mut v: Vec<f32> = pts.iter().map(|p| axis(*p)).collect();
         robust_extent(&mut v, EXTENT_QUANTILE)
     };
-    let (f_lo, _) = extent(&|p| dot(p, fwd))?;
+    let (f_lo, f_hi) = extent(&|p| dot(p, fwd))?;
     let (s_lo, s_hi) = extent(&|p| dot(p, side))?;
     let (mut h_lo, h_hi) = extent(&|p| plane.height(p))?;
     // Pixel centres sample the silhouette: the extent of the points misses about half a pixel
@@ -305,10 +308,12 @@ pub fn segmented_position(
     if h_lo < RESTING_SHARE * h_hi {
         h_lo = 0.0;
     }
-    // Forward: the front plus half the side extent (exact for round objects and for square
-    // ones at any yaw; the far side may hide, so the far extent is not used).
+    // Forward: the larger of two estimates, the front plus half the side extent (exact for
+    // round objects and for squares at any yaw, whose far side hides from the camera) and the
+    // middle of the forward extent (exact when the top face shows the full depth: an oblong
+    // box seen end-on). Both only err short when the far side hides, so the larger wins.
     let (f, s, h) = (
-        f_lo + 0.5 * (s_hi - s_lo + pixel),
+        (f_lo + 0.5 * (s_hi - s_lo + pixel)).max(0.5 * (f_lo + f_hi)),
         0.5 * (s_lo + s_hi),
         0.5 * (h_lo + h_hi),
     );
