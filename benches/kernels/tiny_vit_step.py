@@ -76,6 +76,30 @@ def main():
             times.append((time.perf_counter() - t0) * 1e3)
     print(f"RESULT torch_matmul {statistics.median(times):.2f} {min(times):.2f} {peak_rss_mib():.0f} 0 0 0")
 
+    # Only the GEMMs of one training step (same shapes and layouts as kernel-bench's gemm_only).
+    n = 8 * 196
+    lin = [(768, 192)] + [(192, 576), (192, 192), (192, 768), (768, 192)] * 4
+    lin = [(torch.randn(n, i), torch.randn(o, i), torch.randn(n, o)) for i, o in lin]
+    q, k, v = (torch.randn(8, 3, 196, 64) for _ in range(3))
+    p = torch.randn(8, 3, 196, 196)
+    times = []
+    for i in range(args.steps + 2):
+        t0 = time.perf_counter()
+        for x, w, g in lin:
+            x @ w.t()
+            g @ w
+            g.t() @ x
+        for _ in range(4):
+            q @ k.transpose(-1, -2)
+            p @ v
+            q @ v.transpose(-1, -2)
+            p.transpose(-1, -2) @ q
+            p @ k
+            p.transpose(-1, -2) @ q
+        if i >= 2:
+            times.append((time.perf_counter() - t0) * 1e3)
+    print(f"RESULT torch_gemm_only {statistics.median(times):.2f} {min(times):.2f} {peak_rss_mib():.0f} 0 0 0")
+
     model = TinyVit()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.randn(8, 3, 224, 224)

@@ -97,6 +97,77 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         report(case, &mut times, 0, 0, 0.0);
         return Ok(());
     }
+    if case == "gemm_only" {
+        // Only the GEMMs of one tiny-ViT training step, with the layouts candle's autograd uses:
+        // per linear `x·Wᵀ` (forward), `g·W` (∂x) and `gᵀ·x` (∂W); per attention the batched
+        // `q·kᵀ`, `p·v` forward and `∂p = g·vᵀ`, `∂v = pᵀ·g`, `∂q = ∂s·k`, `∂k = ∂sᵀ·q`.
+        let n = BATCH * 196;
+        let r = |d: (usize, usize)| Tensor::randn(0f32, 1.0, d, &dev);
+        let mut linears = vec![(768, 192)];
+        for _ in 0..4 {
+            linears.extend([(192, 576), (192, 192), (192, 768), (768, 192)]);
+        }
+        let lin: Vec<(Tensor, Tensor, Tensor)> = linears
+            .iter()
+            .map(|&(i, o)| Ok((r((n, i))?, r((o, i))?, r((n, o))?)))
+            .collect::<Result<_>>()?;
+        let a = |d| Tensor::randn(0f32, 1.0, d, &dev);
+        let (q, k, v, p) = (
+            a((BATCH, 3, 196, 64))?,
+            a((BATCH, 3, 196, 64))?,
+            a((BATCH, 3, 196, 64))?,
+            a((BATCH, 3, 196, 196))?,
+        );
+        let mut times = Vec::new();
+        for i in 0..(steps + 2) {
+            let t = Instant::now();
+            for (x, w, g) in &lin {
+                std::hint::black_box(x.matmul(&w.t()?)?);
+                std::hint::black_box(g.matmul(w)?);
+                std::hint::black_box(g.t()?.matmul(x)?);
+            }
+            for _ in 0..4 {
+                std::hint::black_box(q.matmul(&k.t()?)?);
+                std::hint::black_box(p.matmul(&v)?);
+                std::hint::black_box(q.matmul(&v.t()?)?);
+                std::hint::black_box(p.t()?.matmul(&q)?);
+                std::hint::black_box(p.matmul(&k)?);
+                std::hint::black_box(p.t()?.matmul(&q)?);
+            }
+            if i >= 2 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(case, &mut times, 0, 0, 0.0);
+        return Ok(());
+    }
+    if let Some(variant) = case.strip_prefix("linear_") {
+        // fwd + bwd of one MLP linear (1568 tokens, 192 -> 768) with the weight stored as
+        // [out, in] (used as `x·Wᵀ`, "t") or pre-transposed [in, out] (`x·W`, "n").
+        let x = candle_core::Var::randn(0f32, 1.0, (1568, 192), &dev)?;
+        let w_dims = if variant == "t" {
+            (768, 192)
+        } else {
+            (192, 768)
+        };
+        let w = candle_core::Var::randn(0f32, 0.02, w_dims, &dev)?;
+        let mut times = Vec::new();
+        for i in 0..(steps * 2 + 3) {
+            let t = Instant::now();
+            let y = if variant == "t" {
+                x.matmul(&w.t()?)?
+            } else {
+                x.matmul(&w)?
+            };
+            let g = y.sqr()?.sum_all()?.backward()?;
+            std::hint::black_box(g);
+            if i >= 3 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(case, &mut times, 0, 0, 0.0);
+        return Ok(());
+    }
     let (ops, n) = match case {
         "composed" => (Ops::Composed, slow_steps),
         "kernels" => (Ops::Kernels, steps),
@@ -189,7 +260,14 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
     let mut phases = Vec::new();
     for _ in 0..rounds.max(1) {
         let mut cmds: Vec<(String, Command)> = Vec::new();
-        for case in ["matmul", "matmul_bt", "kernels", "fused_nograd", "composed"] {
+        for case in [
+            "matmul",
+            "matmul_bt",
+            "gemm_only",
+            "kernels",
+            "fused_nograd",
+            "composed",
+        ] {
             let mut c = Command::new(&exe);
             c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
             cmds.push((case.to_string(), c));
@@ -242,7 +320,11 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         })
         .collect();
     let torch = |name: &str| summary.iter().find(|r| r.case == name).map(|r| r.median_ms);
-    let (torch_step, torch_mm) = (torch("torch_vit"), torch("torch_matmul"));
+    let (torch_step, torch_mm, torch_gemm) = (
+        torch("torch_vit"),
+        torch("torch_matmul"),
+        torch("torch_gemm_only"),
+    );
     println!();
     println!(
         "| case | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | 1-min load avg per round |"
@@ -251,6 +333,8 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
     for r in &summary {
         let reference = if r.case.contains("matmul") {
             torch_mm
+        } else if r.case.contains("gemm_only") {
+            torch_gemm
         } else {
             torch_step
         };
