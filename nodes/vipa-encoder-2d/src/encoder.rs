@@ -212,6 +212,11 @@ impl Encoder2d {
             tracing::info!(frames = self.out_seq, "end of stream forwarded");
             return Ok(());
         }
+        if vipa_msgs::Control::is_control(&msg.meta) {
+            // E.g. a clip end wired into this input: nothing to encode.
+            tracing::debug!(kind = ?msg.kind(), "ignoring control message");
+            return Ok(());
+        }
         let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
         self.check_seq(&msg.id, frame.header.seq)?;
         let feats = self.encode(&frame)?;

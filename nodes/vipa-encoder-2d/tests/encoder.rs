@@ -154,6 +154,24 @@ fn stream_end_is_forwarded_and_gaps_are_errors() {
     let mut out = RecordingOutputs::new();
     e.on_input(&input(&frame(0, Encoding::Mono8, 8, 8), None), &mut out)
         .unwrap();
+    // Other control messages (a clip end wired into `image`) are ignored.
+    let (array, meta) = vipa_msgs::ClipEnd {
+        header: StreamHeader::default(),
+        frames: 0,
+        complete: true,
+        last_seq: None,
+    }
+    .to_arrow();
+    e.on_input(
+        &InputMsg {
+            id: IN_IMAGE.into(),
+            array,
+            meta,
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.on(OUT_TOKENS).count(), 1);
     let end = StreamEnd {
         header: StreamHeader {
             seq: 1,

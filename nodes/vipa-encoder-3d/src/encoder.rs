@@ -252,6 +252,11 @@ impl Encoder3d {
             tracing::info!(frames = self.out_seq, "end of stream forwarded");
             return Ok(());
         }
+        if vipa_msgs::Control::is_control(&msg.meta) {
+            // E.g. a clip end wired into this input: nothing to encode.
+            tracing::debug!(kind = ?msg.kind(), "ignoring control message");
+            return Ok(());
+        }
         let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
         self.check_seq(&msg.id, pm.header.seq)?;
         let (tokens, valid) = self.encode(&pm)?;
