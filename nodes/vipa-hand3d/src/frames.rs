@@ -153,11 +153,17 @@ impl StoredFrame {
         if self.depth_mm.len() != n {
             return Err(Hand3dError::bad_input(
                 what(),
-                format!("depth has {} values, u16[h, w] needs {n}", self.depth_mm.len()),
+                format!(
+                    "depth has {} values, u16[h, w] needs {n}",
+                    self.depth_mm.len()
+                ),
             ));
         }
         if (self.intrinsics.width, self.intrinsics.height) != (self.width, self.height) {
-            return Err(Hand3dError::bad_input(what(), "intrinsics size differs from the image"));
+            return Err(Hand3dError::bad_input(
+                what(),
+                "intrinsics size differs from the image",
+            ));
         }
         self.intrinsics.validate()
     }
@@ -166,7 +172,13 @@ impl StoredFrame {
     pub fn depth_m(&self) -> Vec<f32> {
         self.depth_mm
             .iter()
-            .map(|&d| if d == 0 { f32::NAN } else { f32::from(d) * 1e-3 })
+            .map(|&d| {
+                if d == 0 {
+                    f32::NAN
+                } else {
+                    f32::from(d) * 1e-3
+                }
+            })
             .collect()
     }
 
@@ -216,7 +228,11 @@ pub fn clean_tmp(root: &Path) -> Result<()> {
 
 fn schema() -> Arc<Schema> {
     let list = |name: &str, item: DataType| {
-        Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new("item", item, true))),
+            false,
+        )
     };
     Arc::new(Schema::new(vec![
         Field::new("frame_idx", DataType::UInt32, false),
@@ -240,13 +256,23 @@ fn to_batch(frames: &[&StoredFrame]) -> Result<RecordBatch, arrow::error::ArrowE
         k.append(true);
     }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(frames.iter().map(|f| f.frame_idx))),
-        Arc::new(UInt32Array::from_iter_values(frames.iter().map(|f| f.width))),
-        Arc::new(UInt32Array::from_iter_values(frames.iter().map(|f| f.height))),
-        Arc::new(BinaryArray::from_iter_values(frames.iter().map(|f| f.rgb.as_slice()))),
+        Arc::new(UInt32Array::from_iter_values(
+            frames.iter().map(|f| f.frame_idx),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            frames.iter().map(|f| f.width),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            frames.iter().map(|f| f.height),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            frames.iter().map(|f| f.rgb.as_slice()),
+        )),
         Arc::new(depth.finish()),
         Arc::new(k.finish()),
-        Arc::new(Float32Array::from_iter_values(frames.iter().map(|f| f.scale))),
+        Arc::new(Float32Array::from_iter_values(
+            frames.iter().map(|f| f.scale),
+        )),
     ];
     RecordBatch::try_new(schema(), columns)
 }
@@ -288,7 +314,10 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, path: &Path) -> Re
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| {
-            Hand3dError::shard(path, format!("frame store column `{name}` missing or of the wrong type"))
+            Hand3dError::shard(
+                path,
+                format!("frame store column `{name}` missing or of the wrong type"),
+            )
         })
 }
 
@@ -305,7 +334,10 @@ pub fn read_clip_frames(root: &Path, clip_id: &str) -> Result<ClipFrames> {
         .key_value_metadata()
         .cloned()
         .unwrap_or_default();
-    let version = kv.iter().find(|k| k.key == SCHEMA_KEY).and_then(|k| k.value.clone());
+    let version = kv
+        .iter()
+        .find(|k| k.key == SCHEMA_KEY)
+        .and_then(|k| k.value.clone());
     if version.as_deref() != Some(&FRAMES_SCHEMA_VERSION.to_string()) {
         return Err(Hand3dError::shard(
             &path,
@@ -328,7 +360,10 @@ pub fn read_clip_frames(root: &Path, clip_id: &str) -> Result<ClipFrames> {
         for i in 0..batch.num_rows() {
             let bad = |what: &str| Hand3dError::shard(&path, format!("row {i}: bad `{what}`"));
             let d = depth.value(i);
-            let d = d.as_any().downcast_ref::<UInt16Array>().ok_or_else(|| bad("depth_mm"))?;
+            let d = d
+                .as_any()
+                .downcast_ref::<UInt16Array>()
+                .ok_or_else(|| bad("depth_mm"))?;
             let kv = k.value(i);
             let kv = kv
                 .as_any()
@@ -373,7 +408,10 @@ mod tests {
         depth[7] = f32::NAN;
         let pm = backproject(&depth, &k).unwrap();
         let rgb: Vec<u8> = (0..144).map(|i| (i * 7 + idx as usize) as u8).collect();
-        (StoredFrame::from_point_map(idx, rgb, &pm, k, scale).unwrap(), pm)
+        (
+            StoredFrame::from_point_map(idx, rgb, &pm, k, scale).unwrap(),
+            pm,
+        )
     }
 
     #[test]
@@ -381,7 +419,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, pm) = frame(4, 2.0);
         let (b, _) = frame(1, 2.0);
-        let path = write_clip_frames(dir.path(), "clip_a", &[a.clone(), b.clone(), a.clone()]).unwrap();
+        let path =
+            write_clip_frames(dir.path(), "clip_a", &[a.clone(), b.clone(), a.clone()]).unwrap();
         assert_eq!(path, frames_path(dir.path(), "clip_a"));
         let got = read_clip_frames(dir.path(), "clip_a").unwrap();
         assert_eq!(got.frames.len(), 2);
@@ -396,7 +435,10 @@ mod tests {
                 continue;
             }
             for c in 0..3 {
-                assert!((q[c] - 2.0 * p[c]).abs() <= 0.0006 * (1.0 + p[c].abs()), "{p:?} {q:?}");
+                assert!(
+                    (q[c] - 2.0 * p[c]).abs() <= 0.0006 * (1.0 + p[c].abs()),
+                    "{p:?} {q:?}"
+                );
             }
         }
         // No temp file left behind.
@@ -418,11 +460,15 @@ mod tests {
     #[test]
     fn missing_and_bad_inputs_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
-        let e = read_clip_frames(dir.path(), "nope").unwrap_err().to_string();
+        let e = read_clip_frames(dir.path(), "nope")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope.parquet"), "{e}");
         let (mut f, _) = frame(0, 1.0);
         f.rgb.pop();
-        let e = write_clip_frames(dir.path(), "c", &[f]).unwrap_err().to_string();
+        let e = write_clip_frames(dir.path(), "c", &[f])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rgb"), "{e}");
         let (_, pm) = frame(0, 1.0);
         let k = Intrinsics::from_hfov(8, 6, 60.0).unwrap();
