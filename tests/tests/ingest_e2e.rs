@@ -3,6 +3,9 @@
 //! Needs the dora 1.1 CLI (`make setup`, or `DORA=/path/to/dora`); fails with that hint if it
 //! is missing rather than skipping.
 
+// Test helpers outside `#[test]` functions may unwrap too: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -61,7 +61,13 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: FrameCheckConfig) -
 }
 
 fn collect_drops(events: &mut EventStream, dropped: &mut BTreeMap<String, u64>) {
-    for (id, n) in events.drain_drop_counts() {
-        *dropped.entry(id.to_string()).or_default() += n;
+    // Sorted first: the order of summing does not matter, but iterating a HashMap is linted.
+    let counts: BTreeMap<String, u64> = events
+        .drain_drop_counts()
+        .into_iter()
+        .map(|(id, n)| (id.to_string(), n))
+        .collect();
+    for (id, n) in counts {
+        *dropped.entry(id).or_default() += n;
     }
 }

@@ -1,6 +1,9 @@
 //! The frame-check node's dora loop, driven by dora's integration-testing mode (no daemon):
 //! inputs from a JSON event list, outputs captured on a channel.
 
+// Test helpers outside `#[test]` functions may unwrap too: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use dora_node_api::DoraNode;
 use dora_node_api::integration_testing::{
     TestingInput, TestingOptions, TestingOutput, drain_outputs, output_channel,

@@ -1,6 +1,9 @@
 //! The ingest logic without dora: real H.264 files written here, messages captured by
 //! `RecordingOutputs`.
 
+// Test helpers outside `#[test]` functions may unwrap too: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use opencv::core::{Mat, Scalar, Size};

@@ -27,6 +27,9 @@ struct Args {
     /// Frames in the generated 640×480 clip (30 fps).
     #[arg(long, default_value_t = 300)]
     frames: usize,
+    /// Un-acked messages the ingest node may have in flight in the throughput run.
+    #[arg(long, default_value_t = 4)]
+    max_in_flight: u64,
     /// Frames sent in the latency run (one per 20 ms tick).
     #[arg(long, default_value_t = 200)]
     latency_frames: u64,
@@ -82,7 +85,10 @@ fn main() -> eyre::Result<()> {
     let mut flow = Dataflow::load("ingest.yml")?;
     flow.set_config(
         "ingest",
-        &inline_yaml(&[("files", format!("[{}]", yaml_path(&clip)))]),
+        &inline_yaml(&[
+            ("files", format!("[{}]", yaml_path(&clip))),
+            ("max_in_flight", args.max_in_flight.to_string()),
+        ]),
     )?
     .set_config(
         "check",
@@ -134,7 +140,8 @@ fn main() -> eyre::Result<()> {
         "| raw OpenCV decode (read + BGR→RGB + copy), {raw_frames} frames | {raw_fps:.0} fps |"
     );
     println!(
-        "| ingest node → frame-check via dora, {node_frames} frames (all delivered: {delivered}) | {node_fps:.0} fps |"
+        "| ingest node → frame-check via dora, {node_frames} frames, max_in_flight {} (all delivered: {delivered}) | {node_fps:.0} fps |",
+        args.max_in_flight
     );
     println!("| node / raw | {:.2} |", node_fps / raw_fps);
     println!(
