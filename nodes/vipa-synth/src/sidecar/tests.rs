@@ -260,6 +260,10 @@ fn smooth_depth_is_compact() {
         .iter()
         .find(|c| c.column_path().string() == "depth_mm.list.item")
         .expect("depth leaf column");
-    assert!(depth.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+    assert!(
+        depth
+            .encodings()
+            .any(|e| e == Encoding::DELTA_BINARY_PACKED)
+    );
     assert_eq!(read_clip_truth(&path).unwrap(), truth);
 }
