@@ -56,32 +56,25 @@ pub fn bin_dir() -> PathBuf {
         .join("debug")
 }
 
-/// Builds the node binaries once per process (`cargo build -p …`, the dev profile the
-/// dataflows use). Tests share one build; later calls return the first result.
+/// Builds the node binaries once per process with `cargo build --workspace --bins` — the same
+/// command the dataflows' `build:` lines and `make test` run, so every caller shares one set of
+/// compiled dependencies (building a subset with `-p` resolves features differently and
+/// recompiles the dependency tree). Later calls return the first result.
 ///
-/// Set `VIPA_E2E_NO_BUILD=1` when the binaries were just built (e.g. by `make test` after
-/// `cargo build --workspace --bins`): a nested cargo waits for the build lock of any other
-/// cargo running on the machine.
-pub fn build_nodes() -> eyre::Result<()> {
+/// Set `VIPA_E2E_NO_BUILD=1` when the binaries were just built (e.g. by `make test`): a nested
+/// cargo waits for the build lock of any other cargo running on the machine. `bins` are then
+/// only checked to exist.
+pub fn build_nodes(bins: &[&str]) -> eyre::Result<()> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             if std::env::var_os("VIPA_E2E_NO_BUILD").is_some_and(|v| v == "1") {
-                for bin in ["vipa-video-ingest", "vipa-frame-check"] {
-                    let path = bin_dir().join(bin);
-                    if !path.is_file() {
-                        return Err(format!(
-                            "VIPA_E2E_NO_BUILD=1 but {} is missing: run `cargo build -p {bin}`",
-                            path.display()
-                        ));
-                    }
-                }
                 return Ok(());
             }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let out = Command::new(cargo)
                 .current_dir(repo_root())
-                .args(["build", "-p", "vipa-video-ingest", "-p", "vipa-frame-check"])
+                .args(["build", "--workspace", "--bins"])
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if out.status.success() {
@@ -94,7 +87,17 @@ pub fn build_nodes() -> eyre::Result<()> {
             }
         })
         .clone()
-        .map_err(|e| eyre!(e))
+        .map_err(|e| eyre!(e))?;
+    for bin in bins {
+        let path = bin_dir().join(bin);
+        if !path.is_file() {
+            return Err(eyre!(
+                "{} is missing: run `cargo build --workspace --bins`",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Only one `dora run` at a time: parallel in-process daemons would compete for ports and CPU.

@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use vipa_e2e::{Dataflow, dora_run, inline_yaml, repo_root, yaml_path};
+use vipa_e2e::{Dataflow, dora_run, inline_yaml, yaml_path};
 use vipa_hand3d::backend::ScaledBackend;
 use vipa_hand3d::frames::read_clip_frames;
 use vipa_hand3d::synth::clip_seed;
@@ -29,32 +27,11 @@ const NODES: [&str; 4] = [
     "vipa-annotate",
 ];
 
-/// Builds the four node binaries once per test process.
+/// Builds the node binaries (once per test process).
 fn build() {
     let start = std::time::Instant::now();
-    build_once();
+    vipa_e2e::build_nodes(&NODES).unwrap();
     println!("node build: {:?}", start.elapsed());
-}
-
-fn build_once() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root()).arg("build");
-        for n in NODES {
-            cmd.args(["-p", n]);
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = r {
-        panic!("cargo build of the annotate nodes failed:\n{e}");
-    }
 }
 
 /// Writes `n` synthetic clips into `dir`.

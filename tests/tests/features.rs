@@ -6,46 +6,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use vipa_e2e::{Dataflow, dora_run, inline_yaml, read_summary, repo_root, yaml_path};
+use vipa_e2e::{Dataflow, dora_run, inline_yaml, read_summary, yaml_path};
 
-/// Builds the four binaries of the graph once.
+/// Builds the four binaries of the graph (once per test process).
 fn build() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        for args in [
-            &[
-                "build",
-                "-p",
-                "vipa-dataset-reader",
-                "-p",
-                "vipa-encoder-2d",
-                "-p",
-                "vipa-encoder-3d",
-            ][..],
-            &["build", "-p", "vipa-e2e", "--bin", "feature-check"][..],
-        ] {
-            let out = Command::new(&cargo)
-                .current_dir(repo_root())
-                .args(args)
-                .output()
-                .map_err(|e| format!("cannot run cargo: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "{args:?} failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
-        panic!("{e}");
-    }
+    vipa_e2e::build_nodes(&[
+        "vipa-dataset-reader",
+        "vipa-encoder-2d",
+        "vipa-encoder-3d",
+        "feature-check",
+    ])
+    .unwrap();
 }
 
 /// Runs `flow` on a fresh tiny dataset (2 clips, 5 samples of 2 frames) and returns the

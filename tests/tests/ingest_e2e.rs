@@ -57,7 +57,7 @@ fn run_ok(dir: &Path, flow: &mut Dataflow) -> vipa_e2e::RunOutput {
 
 #[test]
 fn every_frame_arrives_and_bad_files_are_skipped() {
-    build_nodes().unwrap();
+    build_nodes(&["vipa-video-ingest", "vipa-frame-check"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let clips = [
@@ -142,7 +142,7 @@ fn every_frame_arrives_and_bad_files_are_skipped() {
 
 #[test]
 fn folder_source_resamples_resizes_and_loops() {
-    build_nodes().unwrap();
+    build_nodes(&["vipa-video-ingest", "vipa-frame-check"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let videos = dir.path().join("videos");
     std::fs::create_dir(&videos).unwrap();
@@ -205,7 +205,7 @@ fn folder_source_resamples_resizes_and_loops() {
 /// drop-oldest queue loses frames and the sink says so.
 #[test]
 fn flow_control_protects_a_slow_consumer_and_losses_are_reported() {
-    build_nodes().unwrap();
+    build_nodes(&["vipa-video-ingest", "vipa-frame-check"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("a.mp4");
     write_test_clip(&clip, &spec(40, [90, 90, 90])).unwrap();

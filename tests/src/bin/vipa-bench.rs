@@ -60,7 +60,7 @@ fn raw_decode(path: &Path) -> eyre::Result<(u64, f64)> {
 
 fn main() -> eyre::Result<()> {
     let args = Args::parse();
-    build_nodes()?;
+    build_nodes(&["vipa-video-ingest", "vipa-frame-check"])?;
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let clip = d.join("bench_640x480.mp4");
