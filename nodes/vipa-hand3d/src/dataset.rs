@@ -98,7 +98,14 @@ impl Split {
 
     /// The split of a clip (see the module docs).
     pub fn of_clip(clip_id: &str, seed: u64, test_fraction: f32) -> Split {
-        let u = (mix_seed(seed, clip_id, 0x5917) >> 11) as f64 / (1u64 << 53) as f64;
+        // FNV-1a alone barely changes its high bits between names that differ in the last
+        // characters (`clip_0000`, `clip_0001`, …), which put every clip of the default sample in
+        // `train`; a splitmix64 finaliser spreads them over [0, 1).
+        let mut z = mix_seed(seed, clip_id, 0x5917);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
         if u < f64::from(test_fraction) {
             Split::Test
         } else {
@@ -679,5 +686,20 @@ impl DatasetReader {
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, "epoch", epoch));
         all.shuffle(&mut rng);
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::Split;
+
+    /// Sequentially named clips must spread over both splits at roughly the test fraction.
+    #[test]
+    fn sequential_clip_names_reach_the_test_split() {
+        let n = 400;
+        let test = (0..n)
+            .filter(|i| Split::of_clip(&format!("clip_{i:04}"), 0, 0.1) == Split::Test)
+            .count();
+        assert!((20..=60).contains(&test), "{test} of {n} clips in test");
     }
 }

@@ -38,6 +38,9 @@ fn clips(cfg: &Config) -> Vec<(String, Result<ClipAnnotations, Hand3dError>)> {
 fn cfg() -> Config {
     let mut c = Config::default();
     c.split.test_fraction = 0.34;
+    // With this seed two of the six fixture clips (4 and 5) fall in `test`, so both splits are
+    // exercised.
+    c.split.seed = 2;
     c.action.chunk_s = 1.0;
     c
 }
