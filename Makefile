@@ -7,7 +7,10 @@ ROOT := $(CURDIR)
 
 # Cargo's target directory lives outside the clone so that fresh clones (CI) reuse earlier
 # builds; `target/` in the repo is a symlink to it, which the dataflows' `path:` entries use.
-VIPA_TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(HOME)/.cache/vipa/target)
+# (`:=` reads the caller's CARGO_TARGET_DIR now, before the export below replaces it.)
+ifeq ($(origin VIPA_TARGET_DIR),undefined)
+VIPA_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(HOME)/.cache/vipa/target)
+endif
 export CARGO_TARGET_DIR := $(ROOT)/target
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
