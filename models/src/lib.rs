@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod llm;
 pub mod ops;
+pub mod seeded;
 pub mod stage;
 pub mod vipa;
 pub mod vision;

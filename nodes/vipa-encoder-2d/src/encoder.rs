@@ -21,7 +21,7 @@ use vipa_msgs::{
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
 
 use crate::config::{Encoder2dConfig, Features};
-use crate::seeded::seeded_builder;
+use vipa_models::seeded::seeded_builder;
 
 /// Input id of the frames.
 pub const IN_IMAGE: &str = "image";

@@ -14,12 +14,11 @@
 //!   `sample_seq`, `frame_slot`, `n_frames`. A `StreamEnd` follows the input's `StreamEnd`.
 //!
 //! Frozen: every weight is a plain tensor (no `Var`). Without `weights` the encoder is a
-//! deterministic random init from `seed` ([`seeded`]). See [`config`] for the keys.
+//! deterministic random init from `seed` ([`vipa_models::seeded`]). See [`config`] for the keys.
 
 pub mod config;
 pub mod encoder;
 pub mod node;
-pub mod seeded;
 
 pub use config::{Encoder2dConfig, Features};
 pub use encoder::{Encoder2d, EncoderError};

@@ -25,7 +25,7 @@ use vipa_msgs::{
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
 
 use crate::config::{Backend, Encoder3dConfig};
-use crate::seeded::seeded_builder;
+use vipa_models::seeded::seeded_builder;
 
 /// Input id of the point maps.
 pub const IN_POINTMAP: &str = "pointmap";

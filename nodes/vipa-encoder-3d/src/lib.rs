@@ -21,7 +21,6 @@
 pub mod config;
 pub mod encoder;
 pub mod node;
-pub mod seeded;
 
 pub use config::{Backend, Encoder3dConfig};
 pub use encoder::{Encoder3d, EncoderError};
