@@ -16,7 +16,7 @@ export PATH := $(ROOT)/.venv/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libopencv-dev clang libclang-dev pkg-config
+APT_PACKAGES := libopencv-dev clang libclang-dev pkg-config libopenblas-dev
 DORA_VERSION := 1.1.0
 
 DATA := data

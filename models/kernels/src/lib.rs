@@ -16,11 +16,21 @@
 //! [`gelu`] (tanh approximation) is here too: candle's GELU backward is ~10 full-size tensor ops.
 //! [`AdamW`] is a fused optimizer step over all vars (one pass per var instead of ~15 tensor
 //! ops), numerically the same update as `candle_nn::optim::AdamW`.
+//!
+//! [`linear`] and [`matmul`] are the fast CPU matrix path: with the `blas` feature (on by
+//! default; needs the system OpenBLAS, `libopenblas-dev`) they are `CustomOp`s over
+//! `cblas_sgemm` with GEMM backward passes; without it, or off the CPU, they are candle's own
+//! `matmul`. `blas.rs` is the crate's only `unsafe` code (the FFI calls).
 
 mod adamw;
 mod attention;
+#[cfg(feature = "blas")]
+mod blas;
 mod cpu;
 mod gelu;
+#[cfg(feature = "blas")]
+mod gemm;
+mod linear;
 mod norm;
 mod rope;
 mod softmax;
@@ -28,6 +38,7 @@ mod softmax;
 pub use adamw::AdamW;
 pub use attention::attention;
 pub use gelu::gelu;
+pub use linear::{linear, matmul, matrix_backend};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, rope_i};
 pub use softmax::{scaled_masked_softmax, softmax_last_dim};

@@ -517,3 +517,133 @@ fn fused_adamw_matches_candle_adamw() -> Result<()> {
     }
     Ok(())
 }
+
+fn linear_slow(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    // candle's composed ops, written independently of `vipa_kernels::linear`'s fallback:
+    // broadcast the weight over x's leading axes and use the batched matmul. x is made
+    // contiguous first: candle 0.11.1's batched matmul returns wrong values for a batched lhs
+    // with transposed last axes against a broadcast (stride-0) rhs.
+    let r = x.rank();
+    let mut wd = x.dims()[..r - 2].to_vec();
+    wd.extend(w.t()?.dims());
+    let y = x
+        .contiguous()?
+        .broadcast_matmul(&w.t()?.broadcast_as(wd)?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+#[test]
+fn linear_matches_composed_matmul_and_finite_differences() -> Result<()> {
+    let fast_b = |a: &[Tensor]| vipa_kernels::linear(&a[0], &a[1], Some(&a[2]));
+    let slow_b = |a: &[Tensor]| linear_slow(&a[0], &a[1], Some(&a[2]));
+    let fast = |a: &[Tensor]| vipa_kernels::linear(&a[0], &a[1], None);
+    let slow = |a: &[Tensor]| linear_slow(&a[0], &a[1], None);
+    for dtype in DTYPES {
+        // 2-D and 3-D (batch) inputs, odd sizes, a single row, and a 1-wide output.
+        for (xd, wd) in [
+            (&[7usize, 5][..], &[3usize, 5][..]),
+            (&[2, 4, 5], &[6, 5]),
+            (&[1, 9], &[4, 9]),
+            (&[3, 2, 8], &[1, 8]),
+            (&[40, 33], &[17, 33]),
+        ] {
+            let bd = [wd[0]];
+            for xv in [View::Plain, View::Transposed, View::Narrowed] {
+                for wv in [View::Plain, View::Transposed] {
+                    check(
+                        "linear+bias",
+                        &fast_b,
+                        &slow_b,
+                        &[xd, wd, &bd],
+                        &[1.0, 0.5, 1.0],
+                        &[xv, wv, View::Plain],
+                        dtype,
+                        &[0, 1, 2],
+                    )?;
+                }
+                check(
+                    "linear",
+                    &fast,
+                    &slow,
+                    &[xd, wd],
+                    &[1.0, 0.5],
+                    &[xv, View::Transposed],
+                    dtype,
+                    &[0, 1],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_gives_frozen_weights_no_gradient_and_takes_broadcast_gradients() -> Result<()> {
+    let x = Var::from_tensor(&rand(&[6, 4], 5, 1.0)?.to_dtype(DType::F32)?)?;
+    let w = rand(&[3, 4], 6, 1.0)?.to_dtype(DType::F32)?; // plain tensor: frozen
+    let b = Var::from_tensor(&rand(&[3], 7, 1.0)?.to_dtype(DType::F32)?)?;
+    // `sum_all` hands back a broadcast (stride-0) gradient: the GEMMs must still read it.
+    let grads = vipa_kernels::linear(x.as_tensor(), &w, Some(b.as_tensor()))?
+        .sum_all()?
+        .backward()?;
+    assert!(
+        grads.get(&w).is_none(),
+        "a frozen weight must get no gradient"
+    );
+    // ∂/∂x Σ(x wᵀ + b) = column sums of w for every row; ∂/∂b = number of rows.
+    let want_x = w.sum_keepdim(0)?.broadcast_as((6, 4))?;
+    let gx = grads.get(x.as_tensor()).expect("x gradient");
+    assert!(max_abs_diff(gx, &want_x)? < 1e-5);
+    let gb: Vec<f32> = grads.get(b.as_tensor()).expect("b gradient").to_vec1()?;
+    assert_eq!(gb, vec![6.0; 3]);
+    Ok(())
+}
+
+#[test]
+fn matmul_matches_composed_matmul_and_finite_differences() -> Result<()> {
+    let fast = |a: &[Tensor]| vipa_kernels::matmul(&a[0], &a[1]);
+    let slow = |a: &[Tensor]| a[0].matmul(&a[1]);
+    for dtype in [DType::F64, DType::F32] {
+        for (ad, bd) in [
+            (&[5usize, 4][..], &[4usize, 3][..]),
+            (&[2, 3, 5, 4], &[2, 3, 4, 6]),
+            (&[3, 1, 7], &[3, 7, 2]),
+            (&[2, 33, 40], &[2, 40, 17]),
+        ] {
+            for (av, bv) in [
+                (View::Plain, View::Plain),
+                (View::Transposed, View::Plain),
+                (View::Plain, View::Transposed),
+                (View::Narrowed, View::Transposed),
+            ] {
+                check(
+                    "matmul",
+                    &fast,
+                    &slow,
+                    &[ad, bd],
+                    &[1.0, 1.0],
+                    &[av, bv],
+                    dtype,
+                    &[0, 1],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_and_matmul_shape_errors() -> Result<()> {
+    let x = rand(&[2, 3, 4], 1, 1.0)?;
+    let w = rand(&[5, 3], 2, 1.0)?;
+    assert!(vipa_kernels::linear(&x, &w, None).is_err());
+    let w = rand(&[5, 4], 2, 1.0)?;
+    let b = rand(&[4], 3, 1.0)?;
+    assert!(vipa_kernels::linear(&x, &w, Some(&b)).is_err());
+    assert!(vipa_kernels::matmul(&x, &rand(&[2, 5, 4], 4, 1.0)?).is_err());
+    assert!(vipa_kernels::matmul(&x, &rand(&[3, 4, 4], 4, 1.0)?).is_err());
+    Ok(())
+}

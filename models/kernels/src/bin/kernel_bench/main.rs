@@ -84,10 +84,10 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         let mut times = Vec::new();
         for i in 0..(steps * 2 + 3) {
             let t = Instant::now();
-            let c = if variant == "_bt" {
-                a.matmul(&b.t()?)?
-            } else {
-                a.matmul(&b)?
+            let c = match variant {
+                "_bt" => a.matmul(&b.t()?)?,
+                "_blas" => vipa_kernels::matmul(&a, &b)?,
+                _ => a.matmul(&b)?,
             };
             std::hint::black_box(c);
             if i >= 3 {
@@ -97,7 +97,14 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         report(case, &mut times, 0, 0, 0.0);
         return Ok(());
     }
-    if case == "gemm_only" {
+    if case == "gemm_only" || case == "gemm_only_blas" {
+        let mm = |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
+            if case == "gemm_only_blas" {
+                vipa_kernels::matmul(a, b)
+            } else {
+                a.matmul(b)
+            }
+        };
         // Only the GEMMs of one tiny-ViT training step, with the layouts candle's autograd uses:
         // per linear `x·Wᵀ` (forward), `g·W` (∂x) and `gᵀ·x` (∂W); per attention the batched
         // `q·kᵀ`, `p·v` forward and `∂p = g·vᵀ`, `∂v = pᵀ·g`, `∂q = ∂s·k`, `∂k = ∂sᵀ·q`.
@@ -122,17 +129,17 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         for i in 0..(steps + 2) {
             let t = Instant::now();
             for (x, w, g) in &lin {
-                std::hint::black_box(x.matmul(&w.t()?)?);
-                std::hint::black_box(g.matmul(w)?);
-                std::hint::black_box(g.t()?.matmul(x)?);
+                std::hint::black_box(mm(x, &w.t()?)?);
+                std::hint::black_box(mm(g, w)?);
+                std::hint::black_box(mm(&g.t()?, x)?);
             }
             for _ in 0..4 {
-                std::hint::black_box(q.matmul(&k.t()?)?);
-                std::hint::black_box(p.matmul(&v)?);
-                std::hint::black_box(q.matmul(&v.t()?)?);
-                std::hint::black_box(p.t()?.matmul(&q)?);
-                std::hint::black_box(p.matmul(&k)?);
-                std::hint::black_box(p.t()?.matmul(&q)?);
+                std::hint::black_box(mm(&q, &k.t()?)?);
+                std::hint::black_box(mm(&p, &v)?);
+                std::hint::black_box(mm(&q, &v.t()?)?);
+                std::hint::black_box(mm(&p.t()?, &q)?);
+                std::hint::black_box(mm(&p, &k)?);
+                std::hint::black_box(mm(&p.t()?, &q)?);
             }
             if i >= 2 {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
