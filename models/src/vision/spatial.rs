@@ -1,7 +1,7 @@
 //! 3D (spatial) encoders behind one trait, and the point-map ViT backend.
 //!
-//! The paper's 3D encoder is the frozen Cut3R; this crate does not implement it (see the crate
-//! report / README). [`PointMapVit`] is the light, trainable backend: a ViT over calibrated XYZ
+//! The paper's 3D encoder is the frozen Cut3R ([`crate::vision::cut3r::Cut3r`], fed
+//! [`SpatialInput::Images`]). [`PointMapVit`] is the light, trainable backend: a ViT over calibrated XYZ
 //! point maps in the camera frame (OpenCV convention, metres), producing the same kind of
 //! output as Cut3R's decoder tokens — `f32[b, n_tokens, d_s]` — so the fusion layer does not care
 //! which backend runs.
@@ -19,6 +19,9 @@ use crate::vision::resize::torch_bicubic_resize;
 pub enum SpatialInput {
     /// Camera-frame point maps `f32[b, h, w, 3]` in metres; invalid pixels are 0 or NaN.
     PointMaps(Tensor),
+    /// RGB frames `f32[b, 3, h, w]` normalised to `[-1, 1]` (Cut3R's `(x − 0.5) / 0.5`), `h`
+    /// and `w` multiples of the patch size.
+    Images(Tensor),
 }
 
 /// Output of a 3D encoder.
@@ -178,6 +181,11 @@ impl SpatialEncoder for PointMapVit {
     fn encode(&self, input: &SpatialInput) -> Result<SpatialTokens> {
         match input {
             SpatialInput::PointMaps(points) => self.forward(points),
+            SpatialInput::Images(_) => Err(Error::Msg(
+                "the point-map ViT encodes point maps (SpatialInput::PointMaps), not images; \
+                 lift depth to point maps first or use the Cut3R backend"
+                    .to_string(),
+            )),
         }
     }
 

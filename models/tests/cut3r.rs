@@ -1,0 +1,236 @@
+//! Cut3R: parity with the PyTorch twin of the official code (fixtures from
+//! `models/scripts/make_cut3r_fixtures.py`), recurrent state, checkpoint errors, the
+//! `SpatialEncoder` interface and input checks.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too: a panic is a failed test
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use vipa_models::checkpoint::Checkpoint;
+use vipa_models::vision::config::Cut3rConfig;
+use vipa_models::vision::cut3r::{Cut3r, normalize_rgb01};
+use vipa_models::vision::spatial::{SpatialEncoder, SpatialInput};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cut3r")
+}
+
+fn config() -> Cut3rConfig {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("tiny.config.json")).unwrap()).unwrap()
+}
+
+fn weights() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir().join("tiny.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn io() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir().join("tiny.io.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn model() -> Cut3r {
+    Cut3r::load(&config(), &[dir().join("tiny.safetensors")], &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+fn frames(io: &HashMap<String, Tensor>) -> Vec<Tensor> {
+    (0..3).map(|i| io[&format!("frame.{i}")].clone()).collect()
+}
+
+#[test]
+fn fixture_config_is_the_tiny_preset() {
+    assert_eq!(config(), Cut3rConfig::tiny());
+    assert_eq!(
+        Cut3rConfig::preset("cut3r_512").unwrap(),
+        Cut3rConfig::cut3r_512()
+    );
+    assert!(Cut3rConfig::preset("huge").is_err());
+}
+
+#[test]
+fn recurrent_outputs_match_the_pytorch_twin() {
+    let io = io();
+    let m = model();
+    let frames = frames(&io);
+    let enc = m.encode_image(&frames[0]).unwrap();
+    let d = max_diff(&enc, &io["enc.0"]);
+    assert!(d < 1e-4, "encoder output differs by {d}");
+    let outs = m.forward_frames(&frames).unwrap();
+    assert_eq!(outs.len(), 3);
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(out.tokens.dims(), &[2, 1 + 2 * 3, 16]);
+        assert_eq!(out.pts3d_self.dims(), &[2, 32, 48, 3]);
+        assert_eq!(out.conf.dims(), &[2, 32, 48]);
+        for (name, got) in [
+            ("tokens", &out.tokens),
+            ("pts3d", &out.pts3d_self),
+            ("conf", &out.conf),
+            ("pose", &out.camera_pose),
+        ] {
+            let want = &io[&format!("{name}.{i}")];
+            let d = max_diff(got, want);
+            assert!(d < 1e-4, "frame {i}: {name} differs by {d}");
+        }
+    }
+    // Confidence is 1 + exp(·) > 1; quaternions are unit with a non-negative real part.
+    let conf_min: f32 = outs[0].conf.min_all().unwrap().to_scalar().unwrap();
+    assert!(conf_min > 1.0);
+    let q = outs[1].camera_pose.narrow(1, 3, 4).unwrap();
+    let norms: Vec<f32> = q.sqr().unwrap().sum(1).unwrap().to_vec1().unwrap();
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "{norms:?}");
+    let w: Vec<f32> = q
+        .narrow(1, 0, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(w.iter().all(|&w| w >= 0.0), "{w:?}");
+}
+
+#[test]
+fn state_carries_across_frames() {
+    let io = io();
+    let m = model();
+    let f = frames(&io);
+    let a = m.forward_frames(&[f[0].clone(), f[1].clone()]).unwrap();
+    // Same second frame after a different first frame.
+    let b = m.forward_frames(&[f[2].clone(), f[1].clone()]).unwrap();
+    let d = max_diff(&a[1].tokens, &b[1].tokens);
+    assert!(d > 1e-3, "frame-2 tokens ignore frame 1 (diff {d})");
+    let d = max_diff(&a[1].pts3d_self, &b[1].pts3d_self);
+    assert!(d > 1e-4, "frame-2 points ignore frame 1 (diff {d})");
+    // Same sequence twice: identical (no hidden state between calls).
+    let again = m.forward_frames(&[f[0].clone(), f[1].clone()]).unwrap();
+    assert_eq!(max_diff(&a[1].tokens, &again[1].tokens), 0.0);
+    // Step-by-step use equals forward_frames, and counts frames.
+    let mut state = m.init_state(2).unwrap();
+    let s0 = m.step(&mut state, &f[0]).unwrap();
+    let s1 = m.step(&mut state, &f[1]).unwrap();
+    assert_eq!(state.frames_seen, 2);
+    assert_eq!(max_diff(&s0.tokens, &a[0].tokens), 0.0);
+    assert_eq!(max_diff(&s1.tokens, &a[1].tokens), 0.0);
+}
+
+#[test]
+fn spatial_encoder_gives_single_frame_tokens() {
+    let io = io();
+    let m = model();
+    let f = frames(&io);
+    assert_eq!(m.output_size(), 16);
+    let tokens = m.encode(&SpatialInput::Images(f[0].clone())).unwrap();
+    assert!(tokens.valid.is_none());
+    let d = max_diff(&tokens.tokens, &io["tokens.0"]);
+    assert!(d < 1e-4, "single-frame tokens differ by {d}");
+    let err = m
+        .encode(&SpatialInput::PointMaps(
+            Tensor::zeros((1, 32, 48, 3), DType::F32, &Device::Cpu).unwrap(),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("point maps"), "{err}");
+}
+
+#[test]
+fn missing_key_is_named() {
+    let mut w = weights();
+    let key = "dec_blocks_state.1.cross_attn.projk.weight";
+    assert!(w.remove(key).is_some());
+    let ckpt = Arc::new(Checkpoint::from_tensors("tiny-missing.safetensors", w));
+    let err = Cut3r::new(&config(), ckpt.frozen(DType::F32, &Device::Cpu))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(key) && err.contains("missing"), "{err}");
+    assert!(err.contains("tiny-missing.safetensors"), "{err}");
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let mut w = weights();
+    let key = "pose_retriever.mem";
+    w.insert(
+        key.to_string(),
+        Tensor::zeros((1, 9, 32), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let ckpt = Arc::new(Checkpoint::from_tensors("tiny-shape.safetensors", w));
+    let err = Cut3r::new(&config(), ckpt.frozen(DType::F32, &Device::Cpu))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(key) && err.contains("shape"), "{err}");
+}
+
+#[test]
+fn truncated_file_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("cut3r-truncated.safetensors");
+    let bytes = std::fs::read(dir().join("tiny.safetensors")).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Cut3r::load(&config(), &[&path], &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut3r-truncated.safetensors"), "{err}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let m = model();
+    let dev = Device::Cpu;
+    // Height not a multiple of the patch size.
+    let img = Tensor::zeros((1, 3, 40, 48), DType::F32, &dev).unwrap();
+    let err = m.forward_frames(&[img]).unwrap_err().to_string();
+    assert!(err.contains("multiples of 16"), "{err}");
+    // Grayscale.
+    let img = Tensor::zeros((1, 1, 32, 48), DType::F32, &dev).unwrap();
+    assert!(m.forward_frames(&[img]).is_err());
+    // Batch different from the state's.
+    let mut state = m.init_state(2).unwrap();
+    let img = Tensor::zeros((1, 3, 32, 48), DType::F32, &dev).unwrap();
+    let err = m.step(&mut state, &img).unwrap_err().to_string();
+    assert!(err.contains("batch"), "{err}");
+    // Unsupported configurations are refused up front.
+    let mut cfg = config();
+    cfg.head_type = "linear".to_string();
+    assert!(cfg.validate().is_err());
+    let mut cfg = config();
+    cfg.dec_depth = 1;
+    assert!(cfg.validate().is_err());
+    assert!(Cut3rConfig::cut3r_512().validate().is_ok());
+}
+
+#[test]
+fn other_frame_sizes_run() {
+    // RoPE has no fixed grid: a 48×32 portrait frame (odd stride-32 grid on both axes) works.
+    let m = model();
+    let img =
+        normalize_rgb01(&Tensor::rand(0f32, 1.0, (1, 3, 48, 32), &Device::Cpu).unwrap()).unwrap();
+    let out = m.forward_frames(&[img.clone(), img]).unwrap();
+    assert_eq!(out[1].tokens.dims(), &[1, 1 + 3 * 2, 16]);
+    assert_eq!(out[1].pts3d_self.dims(), &[1, 48, 32, 3]);
+}
+
+#[test]
+fn full_size_config_parses_from_official_style_json() {
+    // What convert_cut3r.py writes for the released checkpoint (inf bounds as null).
+    let json = r#"{"output_mode": "pts3d+pose", "head_type": "dpt",
+        "depth_mode": ["exp", null, null], "conf_mode": ["exp", 1, null],
+        "pose_mode": ["exp", null, null], "freeze": "encoder", "state_size": 768,
+        "state_pe": "2d", "pos_embed": "RoPE100", "rgb_head": true, "pose_head": true,
+        "patch_embed_cls": "ManyAR_PatchEmbed", "img_size": [512, 512],
+        "enc_embed_dim": 1024, "enc_depth": 24, "enc_num_heads": 16,
+        "dec_embed_dim": 768, "dec_depth": 12, "dec_num_heads": 12, "landscape_only": false}"#;
+    let cfg: Cut3rConfig = serde_json::from_str(json).unwrap();
+    assert_eq!(cfg, Cut3rConfig::cut3r_512());
+}
