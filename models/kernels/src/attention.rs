@@ -1,4 +1,5 @@
-//! Scaled dot-product attention for training: candle's (gemm-backed) batched matmuls around the
+//! Scaled dot-product attention for training: batched [`crate::matmul`]s (OpenBLAS with the
+//! `blas` feature, candle's gemm otherwise) around the
 //! fused `softmax(scale · q kᵀ + mask)` kernel, so the scaled and masked score tensors are
 //! never materialised and the softmax backward is one pass.
 //!
@@ -36,8 +37,8 @@ pub fn attention(
             v.dims()
         )
     }
-    // gemm reads any row/column strides, so kᵀ is a free view, not a copy.
-    let scores = q.matmul(&k.t()?)?;
+    // Both GEMMs read any row/column strides, so kᵀ is a free view, not a copy.
+    let scores = crate::matmul(q, &k.t()?)?;
     let probs = scaled_masked_softmax(&scores, mask, scale)?;
-    probs.matmul(v)
+    crate::matmul(&probs, v)
 }

@@ -6,7 +6,9 @@
 //! a row stride, or its transpose), so `w.t()`, `k.t()` and `dyᵀ` are free views; other layouts
 //! are made contiguous by the callers first (`Tensor::contiguous`, differentiable).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
+};
 use rayon::prelude::*;
 
 use crate::blas::{BlasFloat, MatRef};
@@ -414,8 +416,46 @@ impl CustomOp3 for LinearOp {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = linear_bwd(x, w, g)?;
-        let db = if b.track_op() { Some(g.sum(0)?) } else { None };
+        let db = if b.track_op() {
+            Some(g.contiguous()?.apply_op1_no_bwd(&ColumnSum)?)
+        } else {
+            None
+        };
         Ok((dx, dw, db))
+    }
+}
+
+/// `Σ_rows g` of a contiguous `g: [n, out]` → `[out]` (the bias gradient). candle's
+/// `sum(0)` walks the strided reduction element by element; adding whole rows vectorizes.
+struct ColumnSum;
+
+fn column_sum<T: Copy + Default + std::ops::AddAssign>(g: &[T], cols: usize) -> Vec<T> {
+    let mut acc = vec![T::default(); cols];
+    if cols == 0 {
+        return acc;
+    }
+    for row in g.chunks_exact(cols) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    acc
+}
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "vipa-column-sum"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (Some((start, end)), [_, cols]) = (l.contiguous_offsets(), l.dims()) else {
+            bail!("vipa-column-sum: expected a contiguous [n, out] gradient, got {l:?}")
+        };
+        let cols = *cols;
+        let out = match data(s, self.name())? {
+            Data::F32(v) => CpuStorage::F32(column_sum(&v[start..end], cols)),
+            Data::F64(v) => CpuStorage::F64(column_sum(&v[start..end], cols)),
+        };
+        Ok((out, Shape::from(cols)))
     }
 }
 

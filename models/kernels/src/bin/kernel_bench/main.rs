@@ -178,9 +178,11 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
     let (ops, n) = match case {
         "composed" => (Ops::Composed, slow_steps),
         "kernels" => (Ops::Kernels, steps),
+        "kernels_candle_gemm" => (Ops::KernelsCandleGemm, steps),
         "fused_nograd" => (Ops::FusedNoGrad, steps),
         other => bail!(
-            "unknown case {other:?}; expected matmul, matmul_bt, composed, kernels or fused_nograd"
+            "unknown case {other:?}; expected matmul, matmul_bt, matmul_blas, gemm_only, \
+             gemm_only_blas, composed, kernels, kernels_candle_gemm or fused_nograd"
         ),
     };
     let model = TinyVit::new(Config::tiny(), ops, &dev)?;
@@ -253,7 +255,9 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
     let threads = rayon::current_num_threads();
     println!(
         "kernel-bench: {threads} rayon threads, {rounds} interleaved rounds of {steps} timed steps \
-         ({slow_steps} for composed); per-round medians, then the median over rounds"
+         ({slow_steps} for composed); per-round medians, then the median over rounds; \
+         *_blas and kernels: {}",
+        vipa_kernels::matrix_backend()
     );
     if !python.exists() {
         println!(
@@ -261,6 +265,11 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
             python.display()
         );
     }
+    // candle 0.11.1 runs its element-wise ops on its own spinning "barrier pool", separate from
+    // the rayon pool that gemm and our kernels use; on 2 cores the two pools' spin-waits fight
+    // for the same cores (measured: ~1.7x slower steps). One candle thread keeps only rayon.
+    let candle_threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "1".into());
+    println!("CANDLE_NUM_THREADS={candle_threads} for the candle cases");
     let steps_s = steps.to_string();
     let slow_s = slow_steps.to_string();
     let mut rows: Vec<Row> = Vec::new();
@@ -270,13 +279,17 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         for case in [
             "matmul",
             "matmul_bt",
+            "matmul_blas",
             "gemm_only",
+            "gemm_only_blas",
             "kernels",
+            "kernels_candle_gemm",
             "fused_nograd",
             "composed",
         ] {
             let mut c = Command::new(&exe);
             c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
+            c.env("CANDLE_NUM_THREADS", &candle_threads);
             cmds.push((case.to_string(), c));
         }
         if python.exists() {

@@ -12,8 +12,12 @@ pub enum Ops {
     /// candle's composed differentiable ops (`softmax`, `layer_norm_slow`, manual attention,
     /// `gelu` with its composed backward) and `candle_nn::optim::AdamW`: today's trainable code.
     Composed,
-    /// `vipa-kernels` fused ops with backward passes and the fused AdamW.
+    /// `vipa-kernels` fused ops with backward passes, the BLAS linear / matmul path and the
+    /// fused AdamW.
     Kernels,
+    /// As `Kernels`, but linears and attention products on candle's own matmul (pure-Rust
+    /// gemm): isolates what the BLAS path buys.
+    KernelsCandleGemm,
     /// candle's fused forward-only ops: fast, but only the head gets gradients. Reference only.
     FusedNoGrad,
 }
@@ -94,8 +98,11 @@ fn linear(vars: &mut Vec<Var>, i: usize, o: usize, dev: &Device) -> Result<Linea
 
 impl Linear {
     /// `x: [n, in] -> [n, out]` (`x Wᵀ + b`; gemm reads `Wᵀ` as a strided view, no copy).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+    fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
+        match ops {
+            Ops::Kernels => vipa_kernels::linear(x, &self.w, Some(&self.b)),
+            _ => x.matmul(&self.w.t()?)?.broadcast_add(&self.b),
+        }
     }
 }
 
@@ -139,14 +146,14 @@ impl TinyVit {
     fn layer_norm(&self, x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
         match self.ops {
             Ops::Composed => candle_nn::ops::layer_norm_slow(x, w, b, 1e-6),
-            Ops::Kernels => vipa_kernels::layer_norm(x, w, Some(b), 1e-6),
+            Ops::Kernels | Ops::KernelsCandleGemm => vipa_kernels::layer_norm(x, w, Some(b), 1e-6),
             Ops::FusedNoGrad => candle_nn::ops::layer_norm(x, w, b, 1e-6),
         }
     }
 
     fn gelu(&self, x: &Tensor) -> Result<Tensor> {
         match self.ops {
-            Ops::Kernels => vipa_kernels::gelu(x),
+            Ops::Kernels | Ops::KernelsCandleGemm => vipa_kernels::gelu(x),
             _ => x.gelu(),
         }
     }
@@ -154,6 +161,10 @@ impl TinyVit {
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
         match self.ops {
             Ops::Kernels => vipa_kernels::attention(q, k, v, None, scale),
+            Ops::KernelsCandleGemm => {
+                let s = q.matmul(&k.t()?)?;
+                vipa_kernels::scaled_masked_softmax(&s, None, scale)?.matmul(v)
+            }
             Ops::Composed | Ops::FusedNoGrad => {
                 let s = (q.matmul(&k.t()?)? * scale)?;
                 let p = if self.ops == Ops::Composed {
@@ -181,7 +192,7 @@ impl TinyVit {
             .reshape((b * t, 3 * p * p))?;
         let x = self
             .patch
-            .forward(&x)?
+            .forward(&x, self.ops)?
             .reshape((b, t, c))?
             .broadcast_add(&self.pos)?;
         let mut x = x.reshape((b * t, c))?;
@@ -189,7 +200,7 @@ impl TinyVit {
             let y = self.layer_norm(&x, &blk.ln1)?;
             let qkv = blk
                 .qkv
-                .forward(&y)?
+                .forward(&y, self.ops)?
                 .reshape((b, t, 3, h, dh))?
                 .permute((2, 0, 3, 1, 4))?;
             // [b, h, t, dh] each; the batched matmul needs mergeable batch strides.
@@ -198,16 +209,18 @@ impl TinyVit {
             let v = qkv.get(2)?.contiguous()?;
             let a = self.attention(&q, &k, &v, 1.0 / (dh as f64).sqrt())?;
             let a = a.transpose(1, 2)?.reshape((b * t, c))?;
-            x = (x + blk.proj.forward(&a)?)?;
+            x = (x + blk.proj.forward(&a, self.ops)?)?;
             let y = self.layer_norm(&x, &blk.ln2)?;
-            let y = blk.fc2.forward(&self.gelu(&blk.fc1.forward(&y)?)?)?;
+            let y = blk
+                .fc2
+                .forward(&self.gelu(&blk.fc1.forward(&y, self.ops)?)?, self.ops)?;
             x = (x + y)?;
         }
         let x = self
             .layer_norm(&x, &self.ln_f)?
             .reshape((b, t, c))?
             .mean(1)?;
-        self.head.forward(&x)
+        self.head.forward(&x, self.ops)
     }
 }
 
@@ -225,7 +238,9 @@ impl Opt {
         };
         let vars = model.vars().to_vec();
         Ok(match model.ops {
-            Ops::Kernels => Opt::Fused(vipa_kernels::AdamW::new(vars, params)?),
+            Ops::Kernels | Ops::KernelsCandleGemm => {
+                Opt::Fused(vipa_kernels::AdamW::new(vars, params)?)
+            }
             _ => Opt::Candle(candle_nn::optim::AdamW::new(vars, params)?),
         })
     }
