@@ -203,6 +203,8 @@ impl SimpleBackend for FrozenBackend {
 struct TrainableBackend {
     varmap: VarMap,
     init: Option<Arc<Checkpoint>>,
+    /// Seed of the fresh init ([`crate::seeded`]); `None` = candle's unseeded generator.
+    seed: Option<u64>,
 }
 
 impl SimpleBackend for TrainableBackend {
@@ -235,7 +237,20 @@ impl SimpleBackend for TrainableBackend {
                     .insert(name.to_string(), var);
                 Ok(tensor)
             }
-            _ => self.varmap.get(s, name, h, dtype, dev),
+            _ => match self.seed {
+                Some(seed) => {
+                    let value = crate::seeded::seeded_tensor(seed, &s, name, h, dtype, dev)?;
+                    let var = Var::from_tensor(&value)?;
+                    let tensor = var.as_tensor().clone();
+                    self.varmap
+                        .data()
+                        .lock()
+                        .map_err(|_| Error::Msg("trainable VarMap lock poisoned".to_string()))?
+                        .insert(name.to_string(), var);
+                    Ok(tensor)
+                }
+                None => self.varmap.get(s, name, h, dtype, dev),
+            },
         }
     }
 
@@ -289,6 +304,28 @@ pub fn trainable_builder(
         Box::new(TrainableBackend {
             varmap: varmap.clone(),
             init,
+            seed: None,
+        }),
+        dtype,
+        dev.clone(),
+    )
+}
+
+/// [`trainable_builder`] whose fresh tensors (those `init` lacks) come from the deterministic
+/// [`crate::seeded`] init: the same seed gives the same starting weights in every run, which a
+/// resumed run needs to reproduce an uninterrupted one.
+pub fn trainable_builder_seeded(
+    varmap: &VarMap,
+    init: Option<Arc<Checkpoint>>,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> VarBuilder<'static> {
+    VarBuilder::from_backend(
+        Box::new(TrainableBackend {
+            varmap: varmap.clone(),
+            init,
+            seed: Some(seed),
         }),
         dtype,
         dev.clone(),

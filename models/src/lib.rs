@@ -10,5 +10,6 @@ pub mod ops;
 pub mod seeded;
 pub mod stage;
 pub mod vipa;
+pub mod vipa_lm;
 pub mod vision;
 pub mod vlm;

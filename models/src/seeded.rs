@@ -86,6 +86,18 @@ impl SimpleBackend for Seeded {
     }
 }
 
+/// The deterministic init of one tensor: the values [`seeded_builder`] gives `name`.
+pub fn seeded_tensor(
+    seed: u64,
+    shape: &Shape,
+    name: &str,
+    init: Init,
+    dtype: DType,
+    dev: &Device,
+) -> Result<Tensor> {
+    Seeded { seed }.get(shape.clone(), name, init, dtype, dev)
+}
+
 /// A `VarBuilder` of frozen, deterministic random tensors.
 pub fn seeded_builder(seed: u64, dev: &Device) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(Seeded { seed }), DType::F32, dev.clone())

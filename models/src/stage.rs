@@ -11,6 +11,11 @@
 //! is an option; the default follows §3.3 (frozen). The projector is frozen throughout
 //! ("freeze all pretrained parameters"), also an inference.
 //!
+//! Two options exist for presets without a pretrained vision side or LLM (the paper has both):
+//! [`StagePolicy::train_projector`] (a random projector must learn to feed the LLM) and
+//! [`StagePolicy::train_llm_in_stage1`] (a random LLM has nothing to align to). Both default to
+//! false, the paper's sets.
+//!
 //! Cut3R is frozen in every stage. The point-map ViT stand-in has no pretrained weights, so by
 //! default it trains wherever the fusion layer trains ([`StagePolicy::train_spatial_encoder`]).
 //!
@@ -92,6 +97,15 @@ pub struct StagePolicy {
     /// Train the point-map ViT wherever the fusion layer trains (default true: it has no
     /// pretrained weights). Ignored for a frozen backend such as Cut3R.
     pub train_spatial_encoder: bool,
+    /// Train the InternVL projector (`mlp1`) in stages 1 and 2 (default false: the paper
+    /// freezes every pretrained part). A preset whose vision side has no pretrained weights
+    /// (the CPU `small` preset) needs it: a random projector gives the frozen LLM noise.
+    #[serde(default)]
+    pub train_projector: bool,
+    /// Train the LLM in stage 1 too (default false, as the paper). Only for a preset whose
+    /// LLM is random-init (`tiny`): a frozen random LLM has no language to align to.
+    #[serde(default)]
+    pub train_llm_in_stage1: bool,
 }
 
 impl StagePolicy {
@@ -101,6 +115,8 @@ impl StagePolicy {
             stage,
             train_fusion_in_stage3: false,
             train_spatial_encoder: true,
+            train_projector: false,
+            train_llm_in_stage1: false,
         }
     }
 
@@ -117,7 +133,11 @@ impl StagePolicy {
                 groups.push(ParamGroup::SpatialEncoder);
             }
         }
+        if self.train_projector && matches!(self.stage, Stage::One | Stage::Two) {
+            groups.push(ParamGroup::Projector);
+        }
         match self.stage {
+            Stage::One if self.train_llm_in_stage1 => groups.push(ParamGroup::Llm),
             Stage::One => {}
             Stage::Two => groups.extend([ParamGroup::Llm, ParamGroup::MotionEmbeddings]),
             Stage::Three => groups.extend([ParamGroup::Llm, ParamGroup::ActionHead]),

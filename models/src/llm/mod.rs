@@ -28,6 +28,7 @@ pub mod generate;
 pub mod model;
 pub mod motion;
 pub mod splice;
+pub mod text;
 pub mod tokenizer;
 pub mod weights;
 

@@ -154,4 +154,45 @@ impl Fusion {
         };
         self.ln_out.forward(&fused)
     }
+
+    /// [`Self::forward`] with a reproducible dropout mask drawn from `dropout_seed` (`None` =
+    /// no dropout, evaluation). candle's own dropout draws from an unseedable generator; a
+    /// training run that must resume bit-for-bit after a crash derives the seed from
+    /// `(run seed, step, micro-batch)` instead.
+    pub fn forward_seeded(
+        &self,
+        sem: &Tensor,
+        spa: Option<&SpatialTokens>,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor> {
+        let Some(spa) = spa else {
+            return Ok(sem.clone());
+        };
+        let f_spa = self.spatial_features(sem, spa)?;
+        let fused = (sem + f_spa.broadcast_mul(&self.alpha)?)?;
+        let fused = match dropout_seed {
+            Some(seed) if self.cfg.dropout > 0.0 => {
+                let mask = dropout_mask(fused.shape(), self.cfg.dropout, seed, fused.device())?;
+                fused.mul(&mask.to_dtype(fused.dtype())?)?
+            }
+            _ => fused,
+        };
+        self.ln_out.forward(&fused)
+    }
+}
+
+/// Inverted-dropout mask: `0` with probability `p`, else `1 / (1 − p)`, from a ChaCha8 stream.
+fn dropout_mask(
+    shape: &candle_core::Shape,
+    p: f32,
+    seed: u64,
+    dev: &candle_core::Device,
+) -> Result<Tensor> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let keep = 1.0 / (1.0 - p);
+    let values: Vec<f32> = (0..shape.elem_count())
+        .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+        .collect();
+    Tensor::from_vec(values, shape.clone(), dev)
 }

@@ -1,14 +1,31 @@
-//! `vipa-train`: the parts of a training run that do not depend on the model — learning-rate
-//! schedule, gradient clipping and accumulation, crash-safe checkpoints, metrics and the loss
-//! plot. The training node wires them to the model and the dataflow.
+//! `vipa-train`: the training node of the pretraining graph (stages 1 and 2), and its
+//! evaluation mode (Hand3D-test).
+//!
+//! - model-independent parts: learning-rate [`schedule`], gradient clipping and accumulation
+//!   ([`grads`]), crash-safe [`checkpoint`]s, [`metrics`] CSV, the loss [`plot`], [`optim`]
+//!   (AdamW with checkpointable state);
+//! - the node: [`join`] (three input streams → whole samples, in order), [`model`] (presets →
+//!   [`vipa_models::vipa_lm::VipaLm`] + tokenizer), [`trainer`] (the loop, resume), [`eval`]
+//!   (generate, parse, score), [`node`] (the dora pull protocol).
+//!
+//! Config: [`config::TrainConfig`]. Graphs: `dataflows/pretrain.yml`, `pretrain-no3d.yml`,
+//! `eval.yml`.
 
 pub mod checkpoint;
+pub mod config;
+pub mod eval;
 pub mod grads;
+pub mod join;
 pub mod metrics;
+pub mod model;
+pub mod node;
+pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod trainer;
 
 pub use checkpoint::{CheckpointError, CheckpointMeta, Checkpoints, Loaded};
+pub use config::{Mode, TrainConfig};
 pub use grads::{GradAccumulator, clip_grad_norm};
 pub use metrics::{MetricsRow, MetricsWriter};
 pub use schedule::CosineSchedule;

@@ -1,0 +1,205 @@
+//! The dora side of the training node: the trainer's half of the pull protocol.
+//!
+//! The node asks the reader for `credits` samples (`request`), and asks for one more each time
+//! a sample has been consumed, never more than the run still needs. It joins the three input
+//! streams ([`crate::join`]), trains (or evaluates) on each sample in order, and exits when
+//! `max_steps` (or `eval.max_samples`) is reached or the feed ends. Exiting closes the reader's
+//! `request` input, which ends the reader and then the encoders: the whole graph winds down.
+//!
+//! A resumed run first consumes (and drops) the samples its checkpoint already trained on:
+//! the reader's order is a function of its seed alone, so the remaining samples are exactly
+//! those the uninterrupted run would have seen.
+
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use dora_node_api::{DoraNode, Event, EventStream};
+use eyre::WrapErr;
+use vipa_msgs::Request;
+use vipa_node_kit::{DoraOutputs, InputMsg, Outputs, Recv, recv_until};
+
+use crate::config::{Mode, TrainConfig};
+use crate::eval::Evaluator;
+use crate::join::Joiner;
+use crate::trainer::Trainer;
+
+/// Output id of the credits.
+pub const OUT_REQUEST: &str = "request";
+
+/// What consumes joined samples.
+enum Sink {
+    Train(Box<Trainer>),
+    Eval(Box<Evaluator>),
+}
+
+impl Sink {
+    fn needs_3d(&self) -> bool {
+        match self {
+            Sink::Train(t) => t.needs_3d(),
+            Sink::Eval(e) => e.needs_3d(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            Sink::Train(t) => t.done(),
+            Sink::Eval(e) => e.done(),
+        }
+    }
+
+    /// Samples of the feed to drop before consuming (a resumed run's already-trained part).
+    fn skip(&self) -> u64 {
+        match self {
+            Sink::Train(t) => t.samples_seen(),
+            Sink::Eval(_) => 0,
+        }
+    }
+
+    /// Samples still wanted (after the skipped ones), if bounded.
+    fn wanted(&self, cfg: &TrainConfig) -> Option<u64> {
+        match self {
+            Sink::Train(t) => Some(t.samples_needed()),
+            Sink::Eval(e) => cfg.eval.max_samples.map(|m| m.saturating_sub(e.scored())),
+        }
+    }
+}
+
+/// The device named by the build: CUDA when compiled with `cuda` and available.
+pub fn device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return d;
+    }
+    Device::Cpu
+}
+
+/// Runs the node until its run is complete or the feed ends.
+pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyre::Result<()> {
+    let dev = device();
+    let mut sink = match cfg.mode {
+        Mode::Train => Sink::Train(Box::new(Trainer::new(&cfg, &dev).wrap_err("trainer")?)),
+        Mode::Eval => Sink::Eval(Box::new(Evaluator::new(&cfg, &dev).wrap_err("evaluator")?)),
+    };
+    let mut joiner = Joiner::new(sink.needs_3d());
+    let skip = sink.skip();
+    // Total samples to ask for: the skipped ones plus what the run still needs.
+    let budget = sink.wanted(&cfg).map(|w| w + skip);
+    let mut requested: u64 = 0;
+    let mut req = Request { seq: 0, credits: 0 };
+    let mut ask = |node: &mut DoraNode,
+                   joiner: &Joiner,
+                   requested: &mut u64|
+     -> eyre::Result<Option<Request>> {
+        if joiner.samples_ended() {
+            return Ok(None);
+        }
+        let in_flight = *requested - joiner.delivered();
+        let mut want = u64::from(cfg.credits).saturating_sub(in_flight);
+        if let Some(b) = budget {
+            want = want.min(b.saturating_sub(*requested));
+        }
+        if want == 0 {
+            return Ok(None);
+        }
+        let r = Request {
+            seq: req.seq + u64::from(*requested > 0),
+            credits: want as u32,
+        };
+        DoraOutputs::new(node)
+            .send(OUT_REQUEST, &r)
+            .wrap_err("sending a request")?;
+        *requested += want;
+        req = r;
+        Ok(Some(r))
+    };
+    if skip > 0 {
+        tracing::info!(
+            skip,
+            "resumed: dropping the samples the checkpoint already trained on"
+        );
+    }
+    let resend = Duration::from_millis(cfg.resend_ms);
+    let mut last_request = ask(&mut node, &joiner, &mut requested)?;
+    let mut last_progress = Instant::now();
+    let mut stopped = false;
+    'outer: while !sink.done() {
+        match recv_until(&mut events, last_progress + resend) {
+            Recv::Event(event) => match &*event {
+                Event::Input { .. } => {
+                    let Some(msg) = InputMsg::from_event(&event) else {
+                        continue;
+                    };
+                    joiner.on_input(&msg).wrap_err("pretraining feed")?;
+                    last_progress = Instant::now();
+                    while let Some(j) = joiner.pop_ready() {
+                        if j.sample_seq >= skip {
+                            match &mut sink {
+                                Sink::Train(t) => t.train_sample(&j)?,
+                                Sink::Eval(e) => e.eval_sample(&j)?,
+                            }
+                        }
+                        if sink.done() {
+                            break 'outer;
+                        }
+                        if let Some(r) = ask(&mut node, &joiner, &mut requested)? {
+                            last_request = Some(r);
+                        }
+                    }
+                    if joiner.samples_ended() && joiner.pending() == 0 {
+                        tracing::info!(
+                            delivered = joiner.delivered(),
+                            "the feed ended before the run was complete"
+                        );
+                        break;
+                    }
+                }
+                Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
+                Event::Stop(cause) => {
+                    tracing::info!(?cause, "stop requested");
+                    stopped = true;
+                    break;
+                }
+                Event::Error(e) => tracing::warn!("event stream error: {e}"),
+                _ => {}
+            },
+            Recv::Timeout => {
+                // Nothing for a while: a request may have been lost; the reader ignores a
+                // repeated seq it already counted.
+                if let Some(r) = &last_request
+                    && !joiner.samples_ended()
+                {
+                    tracing::warn!(
+                        seq = r.seq,
+                        "no data for {resend:?}: resending the last request"
+                    );
+                    DoraOutputs::new(&mut node)
+                        .send(OUT_REQUEST, r)
+                        .wrap_err("sending a request")?;
+                }
+                last_progress = Instant::now();
+            }
+            Recv::Closed => break,
+        }
+    }
+    joiner.seq().log_summary();
+    match sink {
+        Sink::Train(t) => {
+            let s = t.finish()?;
+            tracing::info!(
+                steps = s.steps,
+                first_loss = ?s.first_loss,
+                last_loss = ?s.last_loss,
+                samples_per_s = s.samples_per_s,
+                checkpoint = ?s.checkpoint,
+                plot = ?s.plot,
+                stopped,
+                "training finished"
+            );
+        }
+        Sink::Eval(e) => {
+            let r = e.finish()?;
+            tracing::info!(label = %r.label, n = r.overall.n, "evaluation finished");
+        }
+    }
+    Ok(())
+}
