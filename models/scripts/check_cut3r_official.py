@@ -22,9 +22,16 @@ Only test scaffolding is added around the official code:
   input's dtype), since upstream's pure-PyTorch fallback cannot take the pose token's position -1.
 - TF32 is switched off (croco.py switches it on at import).
 
+With `--dump-shapes FILE` it instead writes the name and shape of every tensor of the released
+`cut3r_512` model (built on the meta device from the checkpoint's config string), which the Rust
+test `cut3r_512_reads_official_keys_and_shapes` checks the loader against
+(`fixtures/cut3r/cut3r_512.shapes.json`).
+
 Usage:
 
     python models/scripts/check_cut3r_official.py --cut3r-src /path/to/CUT3R/src [--rope twin]
+    python models/scripts/check_cut3r_official.py --cut3r-src /path/to/CUT3R/src \
+        --dump-shapes models/fixtures/cut3r/cut3r_512.shapes.json
 """
 
 from __future__ import annotations
@@ -168,12 +175,38 @@ def config_string(cfg: dict) -> dict:
     )
 
 
+def dump_shapes(src: Path, out: Path):
+    """Every parameter name and shape of the released model, built from the checkpoint's own
+    `args.model` string (`CUT3R_512` in convert_cut3r.py) on PyTorch's meta device (no memory)."""
+    install_stubs()
+    sys.path.insert(0, str(src))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from convert_cut3r import CUT3R_512, parse_model_args  # noqa: E402
+    from dust3r.model import ARCroco3DStereo, ARCroco3DStereoConfig  # noqa: E402
+
+    kw = parse_model_args(CUT3R_512)
+    with torch.device("meta"):
+        model = ARCroco3DStereo(ARCroco3DStereoConfig(**kw))
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    lines = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(shapes.items())]
+    out.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    n = sum(math.prod(s) for s in shapes.values())
+    print(f"wrote {out}: {len(shapes)} keys, {n} values (aliases counted twice)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cut3r-src", type=Path, required=True, help="CUT3R checkout's src/ folder")
     ap.add_argument("--rope", choices=["curope", "twin"], default=None)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument(
+        "--dump-shapes",
+        type=Path,
+        help="instead: write {key: shape} of the official cut3r_512 model (meta device) to this JSON",
+    )
     a = ap.parse_args()
+    if a.dump_shapes:
+        return dump_shapes(a.cut3r_src, a.dump_shapes)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rope = a.rope or ("curope" if dev.type == "cuda" else "twin")
 

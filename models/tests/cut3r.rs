@@ -234,3 +234,91 @@ fn full_size_config_parses_from_official_style_json() {
     let cfg: Cut3rConfig = serde_json::from_str(json).unwrap();
     assert_eq!(cfg, Cut3rConfig::cut3r_512());
 }
+
+/// A weight store that knows only names and shapes (from the official model) and hands out
+/// zero-memory broadcast tensors, recording what the model reads.
+struct ShapeOnly {
+    shapes: HashMap<String, Vec<usize>>,
+    read: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for ShapeOnly {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let Some(want) = self.shapes.get(name) else {
+            candle_core::bail!("official cut3r_512 has no tensor `{name}`")
+        };
+        if want.as_slice() != s.dims() {
+            candle_core::bail!(
+                "`{name}`: official shape {want:?}, model asks {:?}",
+                s.dims()
+            )
+        }
+        self.read.lock().unwrap().push(name.to_string());
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("unexpected unchecked read of `{name}`")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.shapes.contains_key(name)
+    }
+}
+
+#[test]
+fn cut3r_512_reads_official_keys_and_shapes() {
+    // Names and shapes of every tensor of the released model, from the official code
+    // (`check_cut3r_official.py --dump-shapes`).
+    let shapes: HashMap<String, Vec<usize>> = serde_json::from_str(
+        &std::fs::read_to_string(dir().join("cut3r_512.shapes.json")).unwrap(),
+    )
+    .unwrap();
+    let read = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let backend = ShapeOnly {
+        shapes: shapes.clone(),
+        read: Arc::clone(&read),
+    };
+    let vb = candle_nn::VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+    Cut3r::new(&Cut3rConfig::cut3r_512(), vb).unwrap();
+    let read: std::collections::HashSet<String> = read.lock().unwrap().iter().cloned().collect();
+    // Everything not read is a part documented as not implemented (or an alias / a module
+    // upstream never runs).
+    let unused = [
+        "patch_embed_ray_map.",
+        "enc_blocks_ray_map.",
+        "enc_norm_ray_map.",
+        "masked_img_token",
+        "masked_ray_map_token",
+        "downstream_head.final_transform.",
+        "downstream_head.dpt_cross.",
+        "downstream_head.dpt_rgb.",
+        "downstream_head.dpt_self.scratch.layer_rn.",
+        "downstream_head.dpt_self.scratch.refinenet4.resConfUnit1.",
+    ];
+    for name in shapes.keys().filter(|k| !read.contains(*k)) {
+        assert!(
+            unused.iter().any(|p| name.starts_with(p)),
+            "official tensor `{name}` is not read"
+        );
+    }
+    // And everything else is read: the read set is exactly "official minus unused".
+    let expected: usize = shapes
+        .iter()
+        .filter(|(k, _)| !unused.iter().any(|p| k.starts_with(p)))
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    let n_read: usize = read
+        .iter()
+        .map(|k| shapes[k].iter().product::<usize>())
+        .sum();
+    assert_eq!(n_read, expected);
+    assert!(n_read > 600_000_000, "{n_read}");
+}
