@@ -11,7 +11,9 @@
 //! builder gives frozen weights.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops::Linear;
 
 use super::config::{Arch, LlmConfig};
 use crate::ops;

@@ -19,7 +19,9 @@
 //! `alpha` (shape `[1]`), `ln_out`. All ops are differentiable ([`crate::ops`]).
 
 use candle_core::{Error, Module, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops::Linear;
 
 use crate::ops;
 use crate::vision::config::FusionConfig;

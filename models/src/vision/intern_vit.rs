@@ -14,7 +14,9 @@
 //! 4. `mlp1`: LayerNorm → Linear → GELU → Linear → `[b, gh·gw/4, d_llm]`.
 
 use candle_core::{Error, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
+
+use crate::ops::Linear;
 
 use crate::ops;
 use crate::vision::config::{InternVisionConfig, InternVlConfig};

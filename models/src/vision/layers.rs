@@ -3,7 +3,9 @@
 //! trainable use (a frozen module is simply built from plain tensors, not `Var`s).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops::Linear;
 
 use crate::ops;
 use crate::vision::config::NormType;

@@ -7,7 +7,9 @@
 //! which backend runs.
 
 use candle_core::{DType, Error, Module, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+
+use crate::ops::Linear;
 
 use crate::ops;
 use crate::vision::config::{NormType, PointMapVitConfig};
