@@ -264,6 +264,47 @@ impl Dataflow {
     }
 }
 
+/// `annotate.yml` rewritten for a test: clips and sidecars in `videos`, the dataset written to
+/// `out`, the given depth backend and `hand3d` config (inline YAML).
+pub fn annotate_flow(
+    dir: &Path,
+    videos: &Path,
+    out: &Path,
+    depth_backend: &str,
+    hand3d: &str,
+) -> eyre::Result<PathBuf> {
+    let v = yaml_path(videos);
+    let mut flow = Dataflow::load("annotate.yml")?;
+    flow.set_config(
+        "ingest",
+        &inline_yaml(&[
+            ("folder", v.clone()),
+            ("encoding", "rgb8".into()),
+            ("max_in_flight", "8".into()),
+            ("ack_timeout_ms", "60000".into()),
+            ("exit_grace_ms", "60000".into()),
+        ]),
+    )?;
+    flow.set_config(
+        "lift-depth",
+        &inline_yaml(&[
+            ("backend", depth_backend.into()),
+            ("sidecar_dir", v.clone()),
+        ]),
+    )?;
+    flow.set_config("lift-hands", &inline_yaml(&[("sidecar_dir", v.clone())]))?;
+    flow.set_config(
+        "annotate",
+        &inline_yaml(&[
+            ("out", yaml_path(out)),
+            ("clip_info_dir", v.clone()),
+            ("expect_videos_in", v),
+            ("hand3d", hand3d.into()),
+        ]),
+    )?;
+    flow.write_to(dir)
+}
+
 /// What a `dora run` did.
 #[derive(Debug)]
 pub struct RunOutput {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vipa_e2e::{Dataflow, dora_run, inline_yaml, yaml_path};
+use vipa_e2e::dora_run;
 use vipa_hand3d::backend::ScaledBackend;
 use vipa_hand3d::frames::read_clip_frames;
 use vipa_hand3d::synth::clip_seed;
@@ -66,40 +66,7 @@ fn test_clips(dir: &Path) {
 
 /// Writes the runnable dataflow for `videos` → `out`.
 fn flow(dir: &Path, videos: &Path, out: &Path, depth_backend: &str, hand3d: &str) -> PathBuf {
-    let v = yaml_path(videos);
-    let mut flow = Dataflow::load("annotate.yml").unwrap();
-    flow.set_config(
-        "ingest",
-        &inline_yaml(&[
-            ("folder", v.clone()),
-            ("encoding", "rgb8".into()),
-            ("max_in_flight", "8".into()),
-            ("ack_timeout_ms", "60000".into()),
-            ("exit_grace_ms", "60000".into()),
-        ]),
-    )
-    .unwrap();
-    flow.set_config(
-        "lift-depth",
-        &inline_yaml(&[
-            ("backend", depth_backend.into()),
-            ("sidecar_dir", v.clone()),
-        ]),
-    )
-    .unwrap();
-    flow.set_config("lift-hands", &inline_yaml(&[("sidecar_dir", v.clone())]))
-        .unwrap();
-    flow.set_config(
-        "annotate",
-        &inline_yaml(&[
-            ("out", yaml_path(out)),
-            ("clip_info_dir", v.clone()),
-            ("expect_videos_in", v),
-            ("hand3d", hand3d.into()),
-        ]),
-    )
-    .unwrap();
-    flow.write_to(dir).unwrap()
+    vipa_e2e::annotate_flow(dir, videos, out, depth_backend, hand3d).unwrap()
 }
 
 fn run_ok(yml: &Path) -> vipa_e2e::RunOutput {
