@@ -16,6 +16,17 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     vipa_kernels::softmax_last_dim(xs)
 }
 
+/// Log-softmax over the last axis (the LM loss: `candle_nn::ops::log_softmax(xs, D::Minus1)`
+/// in two fused passes per row, with a fused backward).
+pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    vipa_kernels::log_softmax_last_dim(xs)
+}
+
+/// SwiGLU's gate `silu(gate) ⊙ up` (Llama / Qwen MLP) in one fused pass, with a fused backward.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    vipa_kernels::swiglu(gate, up)
+}
+
 /// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f32) -> Result<Tensor> {
     vipa_kernels::layer_norm(xs, weight, bias, eps)

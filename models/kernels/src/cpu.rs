@@ -33,6 +33,7 @@ pub(crate) trait Acc:
     fn exp(self) -> Self;
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
+    fn ln(self) -> Self;
     fn max(self, other: Self) -> Self;
     fn of_f64(v: f64) -> Self;
     fn of_usize(v: usize) -> Self;
@@ -55,6 +56,10 @@ impl Acc for f32 {
     #[inline(always)]
     fn tanh(self) -> Self {
         1.0 - 2.0 / (fast_exp_f32(2.0 * self) + 1.0)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f32::ln(self)
     }
     #[inline(always)]
     fn max(self, other: Self) -> Self {
@@ -83,6 +88,10 @@ impl Acc for f64 {
     #[inline(always)]
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
     }
     #[inline(always)]
     fn max(self, other: Self) -> Self {

@@ -13,6 +13,8 @@
 //!   falls back to the composed, differentiable candle ops, so gradients stay correct
 //!   everywhere, only slower; a CUDA kernel set is future work for a GPU machine.
 //!
+//! [`log_softmax_last_dim`] is the language-model loss's log-softmax (two passes per row);
+//! [`swiglu`] the Llama/Qwen MLP gate `silu(gate) ⊙ up` in one pass each way.
 //! [`gelu`] (tanh approximation) is here too: candle's GELU backward is ~10 full-size tensor ops.
 //! [`AdamW`] is a fused optimizer step over all vars (one pass per var instead of ~15 tensor
 //! ops), numerically the same update as `candle_nn::optim::AdamW`.
@@ -31,14 +33,18 @@ mod gelu;
 #[cfg(feature = "blas")]
 mod gemm;
 mod linear;
+mod log_softmax;
 mod norm;
 mod rope;
 mod softmax;
+mod swiglu;
 
 pub use adamw::AdamW;
 pub use attention::attention;
 pub use gelu::gelu;
 pub use linear::{linear, matmul, matrix_backend};
+pub use log_softmax::log_softmax_last_dim;
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, rope_i};
 pub use softmax::{scaled_masked_softmax, softmax_last_dim};
+pub use swiglu::swiglu;

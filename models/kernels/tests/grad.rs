@@ -647,3 +647,51 @@ fn linear_and_matmul_shape_errors() -> Result<()> {
     assert!(vipa_kernels::matmul(&x, &rand(&[3, 4, 4], 4, 1.0)?).is_err());
     Ok(())
 }
+
+#[test]
+fn log_softmax_matches_composed_and_finite_differences() -> Result<()> {
+    let fast = |a: &[Tensor]| vipa_kernels::log_softmax_last_dim(&a[0]);
+    let slow = |a: &[Tensor]| ops::log_softmax(&a[0], D::Minus1);
+    for dtype in DTYPES {
+        for dims in [&[3usize, 5, 7][..], &[1, 1], &[2, 33], &[4, 1, 130]] {
+            for view in [View::Plain, View::Transposed, View::Narrowed] {
+                check(
+                    "log_softmax",
+                    &fast,
+                    &slow,
+                    &[dims],
+                    &[4.0],
+                    &[view],
+                    dtype,
+                    &[0],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn swiglu_matches_composed_and_finite_differences() -> Result<()> {
+    let fast = |a: &[Tensor]| vipa_kernels::swiglu(&a[0], &a[1]);
+    let slow = |a: &[Tensor]| a[0].silu()? * &a[1];
+    for dtype in DTYPES {
+        for dims in [&[3usize, 5, 7][..], &[1, 1], &[2, 33]] {
+            for view in [View::Plain, View::Transposed, View::Narrowed] {
+                check(
+                    "swiglu",
+                    &fast,
+                    &slow,
+                    &[dims, dims],
+                    &[4.0, 1.0],
+                    &[view, View::Plain],
+                    dtype,
+                    &[0, 1],
+                )?;
+            }
+        }
+    }
+    let g = rand(&[2, 3], 1, 1.0)?;
+    assert!(vipa_kernels::swiglu(&g, &rand(&[3, 2], 2, 1.0)?).is_err());
+    Ok(())
+}
