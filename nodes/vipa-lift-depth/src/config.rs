@@ -1,7 +1,7 @@
 //! Configuration of the lift-depth node (YAML in `VIPA_CONFIG`, see `vipa_node_kit::config`).
 //!
 //! ```yaml
-//! backend: sidecar          # sidecar | scaled | depth-anything-v2
+//! backend: sidecar          # sidecar | scaled | depth-anything-v2 | cut3r
 //! sidecar_dir: data/synth   # folder of <clip_id>.truth.parquet (next to the videos); the
 //!                           # depth-anything backend takes intrinsics and poses from it when
 //!                           # present, else guesses intrinsics from `hfov_deg`
@@ -13,6 +13,13 @@
 //!   output: disparity       #   disparity (relative models, z = 1/d) | depth (metric models)
 //!   device: cpu             #   cpu | cuda (build with --features cuda)
 //!   hfov_deg: 60            #   field-of-view guess for clips without a sidecar
+//! cut3r:                    # cut3r only (see `crate::cut3r`)
+//!   checkpoint: null        #   safetensors from models/scripts/convert_cut3r.py (required)
+//!   config: null            #   its config JSON; null = `preset`
+//!   preset: cut3r_512       #   cut3r_512 (the release) | tiny
+//!   size: 512               #   long side of the network input (multiples of 16)
+//!   min_conf: 0             #   points with confidence below this become NaN (conf ≥ 1)
+//!   device: cpu             #   cpu | cuda (build with --features cuda)
 //! ```
 //! Relative paths are resolved against the node's working directory (under `dora run`, the
 //! dataflow YAML's folder).
@@ -21,6 +28,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::cut3r::Cut3rBackendConfig;
 use crate::depth_anything::DepthAnythingConfig;
 
 /// Which depth backend lifts the frames.
@@ -34,6 +42,8 @@ pub enum Backend {
     Scaled,
     /// Depth Anything V2 (candle) from a safetensors checkpoint.
     DepthAnythingV2,
+    /// Cut3R (the paper's 3D model), run recurrently over each clip.
+    Cut3r,
 }
 
 impl Backend {
@@ -42,6 +52,7 @@ impl Backend {
             Self::Sidecar => "sidecar",
             Self::Scaled => "scaled",
             Self::DepthAnythingV2 => "depth-anything-v2",
+            Self::Cut3r => "cut3r",
         }
     }
 }
@@ -53,6 +64,7 @@ pub struct LiftDepthConfig {
     pub sidecar_dir: PathBuf,
     pub noise_rel: f32,
     pub depth_anything: DepthAnythingConfig,
+    pub cut3r: Cut3rBackendConfig,
 }
 
 impl Default for LiftDepthConfig {
@@ -62,6 +74,7 @@ impl Default for LiftDepthConfig {
             sidecar_dir: PathBuf::from("data/synth"),
             noise_rel: 0.01,
             depth_anything: DepthAnythingConfig::default(),
+            cut3r: Cut3rBackendConfig::default(),
         }
     }
 }
@@ -80,6 +93,12 @@ impl vipa_node_kit::NodeConfig for LiftDepthConfig {
             );
         }
         self.depth_anything.validate()?;
+        self.cut3r.validate()?;
+        if self.backend == Backend::Cut3r && self.cut3r.checkpoint.is_none() {
+            return Err(
+                "`backend: cut3r` needs `cut3r.checkpoint` (a safetensors file from models/scripts/convert_cut3r.py)".into(),
+            );
+        }
         if self.backend == Backend::DepthAnythingV2 && self.depth_anything.checkpoint.is_none() {
             return Err("`backend: depth-anything-v2` needs `depth_anything.checkpoint` (a safetensors file)".into());
         }
@@ -104,10 +123,22 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
+        let e = from_yaml_str::<LiftDepthConfig>("backend: dust3r")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dust3r") && e.contains("sidecar"), "{e}");
         let e = from_yaml_str::<LiftDepthConfig>("backend: cut3r")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("cut3r") && e.contains("sidecar"), "{e}");
+        assert!(e.contains("cut3r.checkpoint"), "{e}");
+        let e = from_yaml_str::<LiftDepthConfig>("cut3r: {size: 8}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cut3r.size"), "{e}");
+        let e = from_yaml_str::<LiftDepthConfig>("cut3r: {preset: huge}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cut3r.preset"), "{e}");
         let e = from_yaml_str::<LiftDepthConfig>("noise_rel: 2")
             .unwrap_err()
             .to_string();

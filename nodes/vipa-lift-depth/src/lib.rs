@@ -27,15 +27,20 @@
 //! - `depth-anything-v2`: candle's Depth Anything V2 from a safetensors checkpoint
 //!   ([`depth_anything`]), back-projected with the sidecar's intrinsics when the clip has one,
 //!   else a field-of-view guess.
+//! - `cut3r`: `vipa_models`' Cut3R (the paper's choice) from a converted checkpoint
+//!   ([`cut3r`]), recurrent over each clip; its camera-frame point map, with the sidecar's
+//!   intrinsics when the clip has one, else intrinsics fitted to the points.
 
 pub mod config;
+pub mod cut3r;
 pub mod depth_anything;
 pub mod lift;
 pub mod node;
 
 pub use config::{Backend, LiftDepthConfig};
+pub use cut3r::{Cut3rBackend, Cut3rBackendConfig, Cut3rBackendError};
 pub use depth_anything::{DepthAnything, DepthAnythingConfig, DepthAnythingError};
 pub use lift::{
-    FRAME_ERROR_KIND, KEY_BACKEND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftTotals,
-    OUTPUT_POINTMAP, frame_error,
+    FRAME_ERROR_KIND, KEY_BACKEND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftSetupError,
+    LiftTotals, OUTPUT_POINTMAP, frame_error,
 };

@@ -16,7 +16,17 @@ use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
 use vipa_synth::sidecar::{ClipTruth, read_clip_truth};
 
 use crate::config::{Backend, LiftDepthConfig};
+use crate::cut3r::{Cut3rBackend, Cut3rBackendError, estimate_intrinsics};
 use crate::depth_anything::{DepthAnything, DepthAnythingError};
+
+/// Why a backend could not be set up (one error naming the file or key).
+#[derive(Debug, thiserror::Error)]
+pub enum LiftSetupError {
+    #[error(transparent)]
+    DepthAnything(#[from] DepthAnythingError),
+    #[error(transparent)]
+    Cut3r(#[from] Cut3rBackendError),
+}
 
 /// Output id of point maps (and frame errors).
 pub const OUTPUT_POINTMAP: &str = "pointmap";
@@ -74,6 +84,7 @@ struct Loaded {
 pub struct LiftDepth {
     cfg: LiftDepthConfig,
     model: Option<DepthAnything>,
+    cut3r: Option<Cut3rBackend>,
     clip: Option<Loaded>,
     out_seq: u64,
     seq: SeqTracker,
@@ -86,15 +97,20 @@ pub fn sidecar_path(dir: &Path, clip_id: &str) -> PathBuf {
 }
 
 impl LiftDepth {
-    /// Sets the backend up; loading a depth-anything checkpoint can fail (named file).
-    pub fn new(cfg: LiftDepthConfig) -> Result<Self, DepthAnythingError> {
+    /// Sets the backend up; loading a network checkpoint can fail (named file).
+    pub fn new(cfg: LiftDepthConfig) -> Result<Self, LiftSetupError> {
         let model = match cfg.backend {
             Backend::DepthAnythingV2 => Some(DepthAnything::load(&cfg.depth_anything)?),
-            Backend::Sidecar | Backend::Scaled => None,
+            Backend::Sidecar | Backend::Scaled | Backend::Cut3r => None,
+        };
+        let cut3r = match cfg.backend {
+            Backend::Cut3r => Some(Cut3rBackend::load(&cfg.cut3r)?),
+            _ => None,
         };
         Ok(Self {
             cfg,
             model,
+            cut3r,
             clip: None,
             out_seq: 0,
             seq: SeqTracker::new(),
@@ -132,6 +148,9 @@ impl LiftDepth {
                 match c {
                     Control::ClipEnd(end) => {
                         self.totals.clips += 1;
+                        if let Some(c) = &mut self.cut3r {
+                            c.end_clip(&end.header.clip_id);
+                        }
                         if self
                             .clip
                             .as_ref()
@@ -142,6 +161,9 @@ impl LiftDepth {
                     }
                     Control::StreamEnd(_) => {
                         self.totals.stream_ended = true;
+                        if let Some(c) = &mut self.cut3r {
+                            c.reset();
+                        }
                         self.clip = None;
                     }
                     _ => {}
@@ -222,6 +244,7 @@ impl LiftDepth {
         match self.cfg.backend {
             Backend::Sidecar | Backend::Scaled => self.lift_sidecar(image, header),
             Backend::DepthAnythingV2 => self.lift_network(image, header),
+            Backend::Cut3r => self.lift_cut3r(image, header),
         }
     }
 
@@ -292,6 +315,43 @@ impl LiftDepth {
             .depth(&rgb, image.width, image.height)
             .map_err(|e| e.to_string())?;
         let pm = backproject(&depth, &k).map_err(|e| e.to_string())?;
+        encode(header, &pm, k, pose.as_ref(), self.cfg.backend)
+    }
+
+    /// The Cut3R backend: its point map; intrinsics (and pose) from the clip's sidecar when it
+    /// has one of the frame's size, else fitted to the points.
+    fn lift_cut3r(
+        &mut self,
+        image: &ImageFrame,
+        header: &StreamHeader,
+    ) -> Result<(ArrayRef, Metadata), String> {
+        let idx = frame_index(header)?;
+        let has_sidecar = sidecar_path(&self.cfg.sidecar_dir, &header.clip_id).is_file();
+        let known = if has_sidecar {
+            self.load(&header.clip_id).ok().and_then(|t| {
+                let same_size = (t.info.width, t.info.height) == (image.width, image.height);
+                let pose = sidecar_frame(t, idx).ok().map(|f| f.world_from_camera);
+                same_size.then(|| (intrinsics(&t.info), pose))
+            })
+        } else {
+            None
+        };
+        let Some(model) = &mut self.cut3r else {
+            return Err("the cut3r model is not loaded".into());
+        };
+        let rgb = to_rgb(image);
+        let pm = model
+            .points(&header.clip_id, &rgb, image.width, image.height)
+            .map_err(|e| e.to_string())?;
+        let (k, pose) = match known {
+            Some(kp) => kp,
+            None => (
+                estimate_intrinsics(&pm).ok_or_else(|| {
+                    "cut3r: no valid point in front of the camera to fit intrinsics to".to_string()
+                })?,
+                None,
+            ),
+        };
         encode(header, &pm, k, pose.as_ref(), self.cfg.backend)
     }
 
