@@ -1,16 +1,22 @@
 //! Configuration of the 3D encoder node (YAML in `VIPA_CONFIG`).
 //!
 //! ```yaml
-//! backend: point_map_vit  # point_map_vit | none (the "− 3D" ablation: [0, channels] tokens)
+//! backend: point_map_vit  # point_map_vit | cut3r | none (the "− 3D" ablation: [0, channels] tokens)
 //! preset: tiny            # tiny | small | internvl3_5_2b → point-map ViT tiny | small | cut3r_shaped
 //! weights: null           # safetensors file(s) with `spatial_encoder.*` keys; null = seeded random init
 //! seed: 0                 # the random init's seed (only without `weights`)
 //! device: cpu             # cpu | cuda (cuda needs a build with `--features cuda`)
 //! exit_grace_ms: 10000
+//! cut3r:                  # backend cut3r only: the paper's frozen 3D encoder, fed RGB `image`s
+//!   checkpoint: null      #   safetensors from models/scripts/convert_cut3r.py (required)
+//!   config: null          #   its config JSON; null = `preset`
+//!   preset: cut3r_512     #   cut3r_512 (the release) | tiny
+//!   size: 432             #   square network input (multiple of 16): 432 → 27×27 + 1 tokens (VLM-3R)
 //! ```
 //!
-//! The point-map ViT has **no pretrained weights**: the paper's frozen 3D encoder is Cut3R,
-//! which vipa does not implement. As a frozen node it is therefore a deterministic random-init
+//! The point-map ViT has **no pretrained weights** (the paper's frozen 3D encoder is Cut3R, the
+//! `cut3r` backend, which needs the converted official checkpoint). As a frozen node the
+//! point-map ViT is therefore a deterministic random-init
 //! encoder (same seed → same tokens on every run and machine), a fixed random projection of
 //! the geometry that the trainable fusion learns to read. Point a `weights` file at a trained
 //! `spatial_encoder.*` checkpoint to freeze a trained one instead.
@@ -42,6 +48,8 @@ impl Paths {
 pub enum Backend {
     /// `vipa_models::vision::spatial::PointMapVit` over calibrated point maps.
     PointMapVit,
+    /// `vipa_models::vision::cut3r::Cut3r` over RGB images (input `image`).
+    Cut3r,
     /// No 3D encoder: every frame gets `f32[0, channels]` (fusion passes semantics through).
     None,
 }
@@ -56,6 +64,32 @@ pub struct Encoder3dConfig {
     pub seed: u64,
     pub device: String,
     pub exit_grace_ms: u64,
+    pub cut3r: Cut3rNodeConfig,
+}
+
+/// `cut3r:` block (backend `cut3r` only).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cut3rNodeConfig {
+    /// Converted safetensors checkpoint (required for the backend).
+    pub checkpoint: Option<PathBuf>,
+    /// Config JSON written by `convert_cut3r.py`; `null` = `preset`.
+    pub config: Option<PathBuf>,
+    /// `cut3r_512` or `tiny`, used without `config`.
+    pub preset: String,
+    /// Side of the square network input in pixels (a multiple of 16).
+    pub size: usize,
+}
+
+impl Default for Cut3rNodeConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint: None,
+            config: None,
+            preset: "cut3r_512".into(),
+            size: 432,
+        }
+    }
 }
 
 impl Default for Encoder3dConfig {
@@ -67,6 +101,7 @@ impl Default for Encoder3dConfig {
             seed: 0,
             device: "cpu".into(),
             exit_grace_ms: 10_000,
+            cut3r: Cut3rNodeConfig::default(),
         }
     }
 }
@@ -90,6 +125,25 @@ impl vipa_node_kit::NodeConfig for Encoder3dConfig {
         {
             return Err("`weights` is an empty list; give files or null".into());
         }
+        let c = &self.cut3r;
+        if c.size < 16 || !c.size.is_multiple_of(16) {
+            return Err(format!(
+                "`cut3r.size` must be a positive multiple of 16, got {}",
+                c.size
+            ));
+        }
+        if c.config.is_none() && !["cut3r_512", "tiny"].contains(&c.preset.as_str()) {
+            return Err(format!(
+                "`cut3r.preset` must be cut3r_512 or tiny, got {:?}",
+                c.preset
+            ));
+        }
+        if self.backend == Backend::Cut3r && c.checkpoint.is_none() {
+            return Err(
+                "`backend: cut3r` needs `cut3r.checkpoint` (a safetensors file from models/scripts/convert_cut3r.py)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -104,7 +158,10 @@ mod tests {
         let c: Encoder3dConfig = from_yaml_str("backend: none").unwrap();
         assert_eq!(c.backend, Backend::None);
         for (yaml, key) in [
-            ("backend: cut3r", "backend"),
+            ("backend: dust3r", "backend"),
+            ("backend: cut3r", "cut3r.checkpoint"),
+            ("cut3r: {size: 40}", "cut3r.size"),
+            ("cut3r: {preset: huge}", "cut3r.preset"),
             ("preset: huge", "preset"),
             ("device: tpu", "device"),
             ("weights: []", "weights"),

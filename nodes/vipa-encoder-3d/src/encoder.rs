@@ -9,18 +9,30 @@
 //! per token: 0 = the token's patch had no valid point; the fusion must not attend to it).
 //! Backend `none` sends `f32[0, channels]` and an empty `token_valid`.
 //!
+//! Backend `cut3r` reads RGB [`ImageFrame`]s on input `image` instead: each frame is resized to
+//! the square `cut3r.size` (Pillow-exact bicubic; VLM-3R interpolates its pixel values to
+//! 432×432), normalised to `[-1, 1]` and stepped through the frozen Cut3R. Its tokens are the
+//! last decoder layer, `f32[1 + (size/16)², 768]` (camera token first, all valid). The state
+//! carries across the frames of one multi-frame sample (`frame_slot` > 0 with the same
+//! `sample_seq` and clip as the previous frame, as VLM-3R runs Cut3R over a sample's frames) and
+//! starts fresh otherwise (every single-frame sample, and messages without `frame_slot`).
+//!
 //! The header keeps the input's `clip_id` / `frame_idx` / `timestamp_ns` with the node's own
 //! gap-free `seq`; `sample_seq`, `frame_slot` and `n_frames` are passed through when present.
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use vipa_models::checkpoint::Checkpoint;
 use vipa_models::vipa::VipaVisionConfig;
+use vipa_models::vision::config::Cut3rConfig;
 use vipa_models::vision::config::PointMapVitConfig;
+use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
+use vipa_models::vision::resize::pil_resize_bicubic;
 use vipa_models::vision::spatial::PointMapVit;
 use vipa_msgs::{
-    MetaValue, Metadata, MsgError, Payload, PointMap, StreamEnd, StreamHeader, TensorMsg,
+    Encoding, ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamEnd,
+    StreamHeader, TensorMsg,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
 
@@ -29,6 +41,8 @@ use vipa_models::seeded::seeded_builder;
 
 /// Input id of the point maps.
 pub const IN_POINTMAP: &str = "pointmap";
+/// Input id of the RGB frames (backend `cut3r`).
+pub const IN_IMAGE: &str = "image";
 /// Output id of the tokens.
 pub const OUT_TOKENS: &str = "tokens_3d";
 /// Metadata key of the per-token validity (`ListInt` of 0/1).
@@ -103,11 +117,66 @@ pub fn resize_nearest(points: &[f32], h: usize, w: usize, size: usize) -> Vec<f3
     out
 }
 
+/// The loaded Cut3R and the state of the sample being encoded.
+struct Cut3rRunner {
+    model: Cut3r,
+    size: usize,
+    /// `(clip_id, sample_seq, state)` of the last frame.
+    state: Option<(String, Option<i64>, Cut3rState)>,
+}
+
+fn load_cut3r(cfg: &Encoder3dConfig, device: &Device) -> Result<Cut3rRunner, EncoderError> {
+    let c = &cfg.cut3r;
+    let Some(path) = &c.checkpoint else {
+        return Err(EncoderError::Model {
+            context: "backend cut3r".into(),
+            source: candle_core::Error::Msg(
+                "`cut3r.checkpoint` is not set (a safetensors file from convert_cut3r.py)".into(),
+            ),
+        });
+    };
+    let model_cfg = match &c.config {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Cut3rConfig>(&t).map_err(|e| e.to_string()))
+            .map_err(|e| EncoderError::Model {
+                context: format!("Cut3R config {}", p.display()),
+                source: candle_core::Error::Msg(e),
+            })?,
+        None => Cut3rConfig::preset(&c.preset).map_err(model("Cut3R preset"))?,
+    };
+    let model_ = Cut3r::load(&model_cfg, std::slice::from_ref(path), device)
+        .map_err(model(format!("Cut3R from {}", path.display())))?;
+    Ok(Cut3rRunner {
+        model: model_,
+        size: c.size,
+        state: None,
+    })
+}
+
+/// `u8[h, w, 3]` RGB of a frame in any wire encoding.
+fn to_rgb(image: &ImageFrame) -> Vec<u8> {
+    let b = image.bytes();
+    match image.encoding {
+        Encoding::Rgb8 => b.to_vec(),
+        Encoding::Bgr8 => b.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
+        Encoding::Mono8 => b.iter().flat_map(|&g| [g, g, g]).collect(),
+    }
+}
+
+fn meta_int(meta: &Metadata, key: &str) -> Option<i64> {
+    match meta.get(key) {
+        Some(MetaValue::Integer(v)) => Some(*v),
+        _ => None,
+    }
+}
+
 /// The frozen 3D encoder node logic.
 pub struct Encoder3d {
     cfg: Encoder3dConfig,
     vit_cfg: PointMapVitConfig,
     vit: Option<PointMapVit>,
+    cut3r: Option<Cut3rRunner>,
     device: Device,
     out_seq: u64,
     seq: SeqTracker,
@@ -128,8 +197,12 @@ impl Encoder3d {
     pub fn new(cfg: &Encoder3dConfig) -> Result<Self, EncoderError> {
         let device = device(&cfg.device)?;
         let vit_cfg = preset(&cfg.preset)?;
+        let cut3r = match cfg.backend {
+            Backend::Cut3r => Some(load_cut3r(cfg, &device)?),
+            _ => None,
+        };
         let vit = match cfg.backend {
-            Backend::None => None,
+            Backend::None | Backend::Cut3r => None,
             Backend::PointMapVit => Some(match &cfg.weights {
                 Some(paths) => {
                     let files = paths.to_vec();
@@ -161,6 +234,7 @@ impl Encoder3d {
             cfg: cfg.clone(),
             vit_cfg,
             vit,
+            cut3r,
             device,
             out_seq: 0,
             seq: SeqTracker::new(),
@@ -170,11 +244,18 @@ impl Encoder3d {
 
     /// Token width `d_s` (also of the empty `none` tensors).
     pub fn channels(&self) -> usize {
-        self.vit_cfg.output_size
+        match &self.cut3r {
+            Some(c) => c.model.config().dec_embed_dim,
+            None => self.vit_cfg.output_size,
+        }
     }
 
     /// Tokens per frame (0 for backend `none`).
     pub fn tokens(&self) -> usize {
+        if let Some(c) = &self.cut3r {
+            let g = c.size / c.model.config().patch_size;
+            return 1 + g * g;
+        }
         match self.vit {
             None => 0,
             Some(_) => {
@@ -212,6 +293,62 @@ impl Encoder3d {
         Ok((tokens, valid))
     }
 
+    /// Cut3R tokens of one RGB frame, `f32[1 + (size/16)², channels]`, all valid. `meta` is the
+    /// frame's metadata (`frame_slot`, `sample_seq` decide whether the state carries on).
+    pub fn encode_image(
+        &mut self,
+        image: &ImageFrame,
+        meta: &Metadata,
+    ) -> Result<(Tensor, Vec<i64>), EncoderError> {
+        let n_tokens = self.tokens();
+        let device = self.device.clone();
+        let Some(c) = &mut self.cut3r else {
+            return Err(EncoderError::Model {
+                context: "image input".into(),
+                source: candle_core::Error::Msg(format!(
+                    "backend {:?} encodes point maps; only backend cut3r takes `{IN_IMAGE}`",
+                    self.cfg.backend
+                )),
+            });
+        };
+        let slot = meta_int(meta, "frame_slot");
+        let sample = meta_int(meta, "sample_seq");
+        let clip = &image.header.clip_id;
+        let carry_on = slot.is_some_and(|s| s > 0)
+            && c.state
+                .as_ref()
+                .is_some_and(|(cl, sa, _)| cl == clip && *sa == sample);
+        if !carry_on {
+            let fresh = c.model.init_state(1).map_err(model("Cut3R state"))?;
+            c.state = Some((clip.clone(), sample, fresh));
+        }
+        let (w, h) = (image.width as usize, image.height as usize);
+        let s = c.size;
+        let rgb = to_rgb(image);
+        let rgb = if (h, w) == (s, s) {
+            rgb
+        } else {
+            pil_resize_bicubic(&rgb, (h, w), (s, s))
+        };
+        let x = Tensor::from_vec(rgb, (s, s, 3), &device)
+            .and_then(|t| {
+                t.permute((2, 0, 1))?
+                    .to_dtype(DType::F32)?
+                    .affine(1.0 / 255.0, 0.0)
+            })
+            .and_then(|t| normalize_rgb01(&t.unsqueeze(0)?))
+            .map_err(model("frame to tensor"))?;
+        let Some((_, _, state)) = &mut c.state else {
+            return Err(EncoderError::Model {
+                context: "Cut3R".into(),
+                source: candle_core::Error::Msg("no state".into()),
+            });
+        };
+        let out = c.model.step(state, &x).map_err(model("Cut3R forward"))?;
+        let tokens = out.tokens.squeeze(0).map_err(model("tokens"))?;
+        Ok((tokens, vec![1; n_tokens]))
+    }
+
     pub fn is_ended(&self) -> bool {
         self.ended
     }
@@ -227,7 +364,21 @@ impl Encoder3d {
 
     /// Handles one input message.
     pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
-        if msg.id != IN_POINTMAP {
+        let data_input = if self.cut3r.is_some() {
+            IN_IMAGE
+        } else {
+            IN_POINTMAP
+        };
+        if msg.id != data_input {
+            if self.cut3r.is_some() && msg.id == IN_POINTMAP {
+                // Dropping it would silently lose a training sample.
+                return Err(EncoderError::Model {
+                    context: format!("input `{IN_POINTMAP}`"),
+                    source: candle_core::Error::Msg(format!(
+                        "backend cut3r encodes RGB frames: wire the frames to `{IN_IMAGE}`"
+                    )),
+                });
+            }
             tracing::warn!(input = %msg.id, "ignoring unexpected input");
             return Ok(());
         }
@@ -257,9 +408,17 @@ impl Encoder3d {
             tracing::debug!(kind = ?msg.kind(), "ignoring control message");
             return Ok(());
         }
-        let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-        self.check_seq(&msg.id, pm.header.seq)?;
-        let (tokens, valid) = self.encode(&pm)?;
+        let (header, (tokens, valid)) = if self.cut3r.is_some() {
+            let image = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+            self.check_seq(&msg.id, image.header.seq)?;
+            let enc = self.encode_image(&image, &msg.meta)?;
+            (image.header, enc)
+        } else {
+            let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+            self.check_seq(&msg.id, pm.header.seq)?;
+            let enc = self.encode(&pm)?;
+            (pm.header, enc)
+        };
         let (n, d) = tokens.dims2().map_err(model("tokens"))?;
         let values = tokens
             .flatten_all()
@@ -268,7 +427,7 @@ impl Encoder3d {
         let tmsg = TensorMsg::from_f32(
             StreamHeader {
                 seq: self.out_seq,
-                ..pm.header.clone()
+                ..header
             },
             vec![n, d],
             &["tokens", "channels"],

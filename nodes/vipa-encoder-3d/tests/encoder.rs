@@ -174,3 +174,132 @@ fn weights_file_stream_end_and_gaps() {
         .unwrap_err();
     assert!(matches!(err, EncoderError::Gap { missing: 3, .. }), "{err}");
 }
+
+// ---------------------------------------------------------------- backend cut3r (tiny fixture)
+
+fn cut3r_yaml() -> String {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/cut3r");
+    format!(
+        "{{backend: cut3r, cut3r: {{checkpoint: {}, config: {}, size: 32}}}}",
+        dir.join("tiny.safetensors").display(),
+        dir.join("tiny.config.json").display()
+    )
+}
+
+fn frame(seq: u64, seed: u32, slot: Option<i64>, sample: i64) -> InputMsg {
+    let (w, h) = (24u32, 20u32);
+    let pixels: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 31 + seed * 97) % 256) as u8)
+        .collect();
+    let header = StreamHeader {
+        seq,
+        clip_id: "clip".into(),
+        frame_idx: seq,
+        timestamp_ns: 0,
+    };
+    let (array, mut meta) =
+        vipa_msgs::ImageFrame::new(header, w, h, vipa_msgs::Encoding::Rgb8, pixels)
+            .unwrap()
+            .to_arrow();
+    meta.insert("sample_seq".into(), MetaValue::Integer(sample));
+    if let Some(s) = slot {
+        meta.insert("frame_slot".into(), MetaValue::Integer(s));
+        meta.insert("n_frames".into(), MetaValue::Integer(2));
+    }
+    InputMsg {
+        id: vipa_encoder_3d::encoder::IN_IMAGE.into(),
+        array,
+        meta,
+    }
+}
+
+fn tokens_of(out: &RecordingOutputs, i: usize) -> Vec<f32> {
+    let t: TensorMsg = out.on(OUT_TOKENS).nth(i).unwrap().decode().unwrap();
+    assert_eq!(
+        t.expect_axes(&["tokens", "channels"]).unwrap(),
+        &[1 + 2 * 2, 16]
+    );
+    t.f32_values().unwrap().to_vec()
+}
+
+#[test]
+fn cut3r_tokens_and_state_within_a_sample() {
+    let mut e = encoder(&cut3r_yaml());
+    assert_eq!((e.tokens(), e.channels()), (5, 16));
+    let mut out = RecordingOutputs::new();
+    // Sample 7: frames A (slot 0), B (slot 1); sample 8: frame B alone (slot 0); then B without
+    // any slot (single-frame use).
+    e.on_input(&frame(0, 1, Some(0), 7), &mut out).unwrap();
+    e.on_input(&frame(1, 2, Some(1), 7), &mut out).unwrap();
+    e.on_input(&frame(2, 2, Some(0), 8), &mut out).unwrap();
+    e.on_input(&frame(3, 2, None, 9), &mut out).unwrap();
+    let s = out.on(OUT_TOKENS).next().unwrap();
+    assert_eq!(
+        s.meta.get(TOKEN_VALID),
+        Some(&MetaValue::ListInt(vec![1; 5]))
+    );
+    assert_eq!(s.meta.get("frame_slot"), Some(&MetaValue::Integer(0)));
+    let b_after_a = tokens_of(&out, 1);
+    let b_fresh = tokens_of(&out, 2);
+    assert!(b_after_a.iter().all(|x| x.is_finite()));
+    assert_ne!(b_after_a, b_fresh, "the state must carry within a sample");
+    assert_eq!(
+        b_fresh,
+        tokens_of(&out, 3),
+        "a new sample starts from a fresh state"
+    );
+    // Independent run: the model on the resized frame from a fresh state gives what the
+    // fresh sample got.
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/cut3r");
+    let model_cfg: vipa_models::vision::config::Cut3rConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny.config.json")).unwrap())
+            .unwrap();
+    let dev = candle_core::Device::Cpu;
+    let model =
+        vipa_models::vision::cut3r::Cut3r::load(&model_cfg, &[dir.join("tiny.safetensors")], &dev)
+            .unwrap();
+    let pixels: Vec<u8> = (0..24u32 * 20 * 3)
+        .map(|i| ((i * 31 + 2 * 97) % 256) as u8)
+        .collect();
+    let small = vipa_models::vision::resize::pil_resize_bicubic(&pixels, (20, 24), (32, 32));
+    let x = candle_core::Tensor::from_vec(small, (32, 32, 3), &dev)
+        .unwrap()
+        .permute((2, 0, 1))
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .affine(1.0 / 255.0, 0.0)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let x = vipa_models::vision::cut3r::normalize_rgb01(&x).unwrap();
+    let want: Vec<f32> = model.forward_frames(&[x]).unwrap()[0]
+        .tokens
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(b_fresh, want);
+
+    // A point map on a cut3r encoder is a wiring error, not a silent drop.
+    let err = e
+        .on_input(&input(&plane(4, 8, 8, 0.5, 0)), &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image"), "{err}");
+}
+
+#[test]
+fn cut3r_setup_errors_name_the_file() {
+    let err = Encoder3d::new(
+        &from_yaml_str::<Encoder3dConfig>(
+            "{backend: cut3r, cut3r: {checkpoint: /nonexistent/c.safetensors, preset: tiny}}",
+        )
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/c.safetensors"), "{err}");
+}
