@@ -23,12 +23,13 @@ DATA := data
 SYNTH := $(DATA)/synth
 SYNTH_ARGS ?= --clips 24 --seed 0
 
-.PHONY: help setup apt rust venv target-dir data pretrain ingest annotate weights test lint fmt bench torch clean-data
+.PHONY: help setup apt rust venv target-dir data pretrain ablation ingest annotate weights test lint fmt bench torch clean-data
 
 help:
 	@echo "make pretrain   run the main job on the embedded synthetic sample"
 	@echo "make test       run all tests (format, lints, unit, end-to-end dataflows)"
 	@echo "make bench      print benchmark tables"
+	@echo "make ablation   untrained / stage 1 without 3D / with 3D, one evaluation table"
 
 ## ---- setup -------------------------------------------------------------------------------
 
@@ -75,14 +76,23 @@ annotate: data
 weights: setup
 	bash models/scripts/fetch_smollm2.sh
 
-# What exists of the main job so far: the synthetic sample, decoded through dora, then
-# annotated into the Hand3D dataset (stage-1/2 training is the next milestone).
-pretrain: data
-	@echo "==> ingest: decode the synthetic sample through dora"
-	dora run dataflows/ingest.yml --stop-after 300s
+# The main job: the synthetic sample → Hand3D annotation → stage-1 pretraining of the `small`
+# preset on CPU (out/pretrain: checkpoints, metrics.csv, loss.png) → Hand3D-test evaluation.
+# Every step resumes: annotation skips finished clips, training continues from its last
+# checkpoint (a finished run is not repeated; `rm -rf out/pretrain` to train again).
+pretrain: data weights
 	@echo "==> annotate: depth + hands -> calibrated 3D -> Hand3D Q&A and motion tokens"
 	dora run dataflows/annotate.yml --stop-after 900s
-	@python3 -c 'import json; m = json.load(open("data/hand3d/manifest.json")); print("dataset data/hand3d:", json.dumps(m.get("counts", {}), indent=1)[:1500])'
+	@echo "==> stage 1: 3D-visual alignment (small preset, CPU)"
+	dora run dataflows/pretrain.yml --stop-after 3600s
+	@echo "==> evaluation on Hand3D-test (held-out clips)"
+	dora run dataflows/eval.yml --stop-after 1800s
+	@cargo run -q -p vipa-e2e --bin vipa-ablation -- report out/pretrain/eval.json
+
+# Untrained vs stage 1 without the 3D encoder vs stage 1 with it, on the same clips; one table.
+ablation: data weights
+	dora run dataflows/annotate.yml --stop-after 900s
+	cargo run -q -p vipa-e2e --bin vipa-ablation -- run
 
 ## ---- tests -------------------------------------------------------------------------------
 

@@ -228,6 +228,31 @@ impl Dataflow {
         Ok(self)
     }
 
+    /// Sets keys of a node's existing `VIPA_CONFIG` (parsed as YAML, keys replaced, written
+    /// back inline); other keys stay as the committed graph has them.
+    pub fn patch_config(
+        &mut self,
+        node: &str,
+        pairs: &[(&str, serde_yaml::Value)],
+    ) -> eyre::Result<&mut Self> {
+        let name = self.name.clone();
+        let n = self.node_mut(node)?;
+        let current = n
+            .get("env")
+            .and_then(|e| e.get("VIPA_CONFIG"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("{}")
+            .to_owned();
+        let mut cfg: serde_yaml::Mapping = serde_yaml::from_str(&current).wrap_err_with(|| {
+            format!("{name}: node `{node}`: VIPA_CONFIG is not a YAML mapping")
+        })?;
+        for (k, v) in pairs {
+            cfg.insert((*k).into(), v.clone());
+        }
+        let text = serde_json::to_string(&cfg)?;
+        self.set_config(node, &text)
+    }
+
     /// Removes an input of a node (e.g. to run without flow control).
     pub fn remove_input(&mut self, node: &str, input: &str) -> eyre::Result<&mut Self> {
         let n = self.node_mut(node)?;
@@ -338,6 +363,22 @@ pub fn dora_run(yml: &Path, stop_after: Duration) -> eyre::Result<RunOutput> {
         log,
         elapsed: start.elapsed(),
     })
+}
+
+/// Runs `dora run <yml> --stop-after <bound>` in the yml's folder with the terminal attached
+/// (node logs stream live), for long user-facing runs.
+pub fn dora_run_live(yml: &Path, stop_after: Duration) -> eyre::Result<bool> {
+    let dora = dora_cli()?;
+    let dir = yml.parent().ok_or_else(|| eyre!("yml has no parent"))?;
+    let status = Command::new(&dora)
+        .current_dir(dir)
+        .arg("run")
+        .arg(yml)
+        .arg("--stop-after")
+        .arg(format!("{}s", stop_after.as_secs().max(1)))
+        .status()
+        .wrap_err_with(|| format!("cannot run {}", dora.display()))?;
+    Ok(status.success())
 }
 
 /// Reads a frame-check summary as JSON.

@@ -1,0 +1,180 @@
+//! `vipa-ablation`: the paper's "dual encoder" ablation on the synthetic sample, and the
+//! evaluation table `make pretrain` ends with.
+//!
+//! ```text
+//! vipa-ablation run       # untrained / stage 1 without 3D / stage 1 with 3D, one table
+//! vipa-ablation report out/pretrain/eval.json [more eval.json …]
+//! ```
+//!
+//! `run` uses the committed graphs: `pretrain-no3d.yml` and `pretrain.yml` as they are (each
+//! resumes from its own `out/…/checkpoints`, so a finished run is not repeated), and
+//! `eval.yml` three times, rewritten into `out/ablation/` with the matching encoder-3d backend,
+//! checkpoint and label. All three rows see the same test clips and the same frozen encoders;
+//! they differ only in the 3D encoder and in training. The table is also written to
+//! `out/ablation/table.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use eyre::{WrapErr, bail};
+use serde_yaml::Value;
+use vipa_e2e::{Dataflow, dora_run_live, repo_root};
+
+#[derive(Parser)]
+#[command(about = "VIPA pretraining ablation and evaluation table")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Trains (if needed) and evaluates untrained, no-3D and 3D models; prints the table.
+    Run {
+        /// Upper bound for each dora run, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        stop_after: u64,
+    },
+    /// Prints the table of existing eval.json files.
+    Report { files: Vec<PathBuf> },
+}
+
+fn abs(p: &Path) -> Value {
+    Value::String(p.display().to_string())
+}
+
+/// `eval.yml` rewritten into `out/ablation/<name>/`: absolute paths, the given 3D backend,
+/// trainer out_dir and eval settings.
+fn eval_flow(
+    name: &str,
+    backend: &str,
+    out_dir: &Path,
+    checkpoint: &str,
+    label: &str,
+) -> eyre::Result<PathBuf> {
+    let root = repo_root();
+    let mut df = Dataflow::load("eval.yml")?;
+    df.patch_config("reader", &[("dataset", abs(&root.join("data/hand3d")))])?;
+    df.patch_config("encoder-3d", &[("backend", backend.into())])?;
+    let eval: serde_yaml::Mapping = serde_yaml::from_str(&format!(
+        "{{checkpoint: {checkpoint:?}, max_new_tokens: 32, label: {label:?}}}"
+    ))?;
+    df.patch_config(
+        "trainer",
+        &[
+            ("out_dir", abs(out_dir)),
+            (
+                "llm_weights",
+                abs(&root.join("data/weights/SmolLM2-135M-Instruct.Q4_1.gguf")),
+            ),
+            ("eval", Value::Mapping(eval)),
+        ],
+    )?;
+    let dir = root.join("out/ablation").join(name);
+    std::fs::create_dir_all(&dir)?;
+    df.write_to(&dir)
+}
+
+fn run_graph(yml: &Path, stop_after: u64) -> eyre::Result<()> {
+    println!("\n=== dora run {} ===", yml.display());
+    if !dora_run_live(yml, Duration::from_secs(stop_after))? {
+        bail!("dora run {} failed (see the log above)", yml.display());
+    }
+    Ok(())
+}
+
+fn fmt(v: &serde_json::Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) if x.is_finite() => format!("{x:.digits$}"),
+        _ => "–".into(),
+    }
+}
+
+/// The table of eval.json files, as Markdown.
+fn table(files: &[PathBuf]) -> eyre::Result<String> {
+    let mut out = String::from(
+        "| model | trained steps | answers | parsed | distance MAE (m) | direction (/3) | degrees MAE |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for f in files {
+        let r: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(f).wrap_err_with(|| {
+                format!(
+                    "no evaluation at {}: run `dora run dataflows/eval.yml` (or `make pretrain`) first",
+                    f.display()
+                )
+            })?,
+        )?;
+        let o = &r["overall"];
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.0} % | {} | {} | {} |\n",
+            r["label"].as_str().unwrap_or("?"),
+            r["trained_steps"]
+                .as_u64()
+                .map_or("0".into(), |s| s.to_string()),
+            o["n"],
+            o["parse_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            fmt(&o["distance_mae_m"], 3),
+            fmt(&o["direction_score"], 2),
+            fmt(&o["degrees_mae"], 2),
+        ));
+    }
+    Ok(out)
+}
+
+fn main() -> eyre::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Report { files } => {
+            print!("{}", table(&files)?);
+            for f in &files {
+                if let Some(dir) = f.parent() {
+                    println!("checkpoints: {}", dir.join("checkpoints").display());
+                    println!("loss plot:   {}", dir.join("loss.png").display());
+                    println!("metrics:     {}", dir.join("metrics.csv").display());
+                }
+            }
+        }
+        Cmd::Run { stop_after } => {
+            let root = repo_root();
+            let out = root.join("out");
+            run_graph(&root.join("dataflows/pretrain-no3d.yml"), stop_after)?;
+            run_graph(&root.join("dataflows/pretrain.yml"), stop_after)?;
+            let rows = [
+                (
+                    "untrained",
+                    "point_map_vit",
+                    out.join("ablation/untrained"),
+                    "none",
+                    "untrained (seeded init)",
+                ),
+                (
+                    "no3d",
+                    "none",
+                    out.join("pretrain-no3d"),
+                    "latest",
+                    "stage 1 without 3D encoder",
+                ),
+                (
+                    "with3d",
+                    "point_map_vit",
+                    out.join("pretrain"),
+                    "latest",
+                    "stage 1 with 3D encoder",
+                ),
+            ];
+            let mut files = Vec::new();
+            for (name, backend, dir, ckpt, label) in rows {
+                let yml = eval_flow(name, backend, &dir, ckpt, label)?;
+                run_graph(&yml, stop_after)?;
+                files.push(dir.join("eval.json"));
+            }
+            let t = table(&files)?;
+            std::fs::write(out.join("ablation/table.md"), &t)?;
+            println!("\nHand3D-test (held-out synthetic clips), paper Table 8 metrics:\n\n{t}");
+            println!("table: {}", out.join("ablation/table.md").display());
+        }
+    }
+    Ok(())
+}
