@@ -121,7 +121,8 @@ pub(crate) fn fast_exp_f32(x: f32) -> f32 {
     // Round to nearest by adding and removing 1.5·2²³ (the sum's ulp is 1): plain float
     // arithmetic, so the loop vectorizes; `f32::round` is a libm call on baseline x86-64.
     const ROUNDER: f32 = 12_582_912.0;
-    let n = (xc * LOG2E + ROUNDER) - ROUNDER;
+    let shifted = xc * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = xc - n * LN2_HI - n * LN2_LO;
     // Taylor/minimax-style coefficients for exp(r) on |r| <= ln2/2.
     let p = 1.0
@@ -129,7 +130,14 @@ pub(crate) fn fast_exp_f32(x: f32) -> f32 {
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // `shifted`'s low mantissa bits hold n (|n| ≤ 127) on top of the rounder's 0x4B40_0000:
+    // integer bit arithmetic instead of a float-to-int cast (Rust's saturating `as` blocks
+    // vectorization). Wrapping u32 arithmetic; the result is n + 127 ∈ [1, 254].
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(0x4B40_0000)
+        .wrapping_add(127);
+    let bits = biased << 23;
     let v = p * f32::from_bits(bits);
     if x < -87.3 {
         0.0

@@ -148,6 +148,46 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         report(case, &mut times, 0, 0, 0.0);
         return Ok(());
     }
+    if let Some(op) = case.strip_prefix("op_") {
+        // Single-op fwd + bwd at the `small` preset's LLM shapes (batch 2 × 128 tokens):
+        // the LM loss's log-softmax over the 49152-token vocabulary, and 30 layers' SwiGLU gates.
+        let t = 256;
+        let logits = candle_core::Var::randn(0f32, 1.0, (t, 49_152), &dev)?;
+        let targets = Tensor::arange(0u32, t as u32, &dev)?.reshape((t, 1))?;
+        let gate = candle_core::Var::randn(0f32, 1.0, (t, 1536), &dev)?;
+        let up = candle_core::Var::randn(0f32, 1.0, (t, 1536), &dev)?;
+        let mut times = Vec::new();
+        for i in 0..(steps + 2) {
+            let t0 = Instant::now();
+            match op {
+                "lm_loss_candle" | "lm_loss_fused" => {
+                    let lsm = if op == "lm_loss_fused" {
+                        vipa_kernels::log_softmax_last_dim(logits.as_tensor())?
+                    } else {
+                        candle_nn::ops::log_softmax(logits.as_tensor(), candle_core::D::Minus1)?
+                    };
+                    let loss = lsm.gather(&targets, 1)?.neg()?.mean_all()?;
+                    std::hint::black_box(loss.backward()?);
+                }
+                "swiglu_candle" | "swiglu_fused" => {
+                    for _ in 0..30 {
+                        let y = if op == "swiglu_fused" {
+                            vipa_kernels::swiglu(gate.as_tensor(), up.as_tensor())?
+                        } else {
+                            (gate.as_tensor().silu()? * up.as_tensor())?
+                        };
+                        std::hint::black_box(y.sum_all()?.backward()?);
+                    }
+                }
+                other => bail!("unknown op case {other:?}"),
+            }
+            if i >= 2 {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(case, &mut times, 0, 0, 0.0);
+        return Ok(());
+    }
     if let Some(variant) = case.strip_prefix("linear_") {
         // fwd + bwd of one MLP linear (1568 tokens, 192 -> 768) with the weight stored as
         // [out, in] (used as `x·Wᵀ`, "t") or pre-transposed [in, out] (`x·W`, "n").
@@ -182,7 +222,7 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         "fused_nograd" => (Ops::FusedNoGrad, steps),
         other => bail!(
             "unknown case {other:?}; expected matmul, matmul_bt, matmul_blas, gemm_only, \
-             gemm_only_blas, composed, kernels, kernels_candle_gemm or fused_nograd"
+             gemm_only_blas, composed, kernels, kernels_candle_gemm, fused_nograd or op_*"
         ),
     };
     let model = TinyVit::new(Config::tiny(), ops, &dev)?;
@@ -269,7 +309,14 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
     // the rayon pool that gemm and our kernels use; on 2 cores the two pools' spin-waits fight
     // for the same cores (measured: ~1.7x slower steps). One candle thread keeps only rayon.
     let candle_threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "1".into());
-    println!("CANDLE_NUM_THREADS={candle_threads} for the candle cases");
+    // PyTorch's OpenMP threads spin-wait at every barrier by default; when the shared machine
+    // is loaded and a spinning thread's partner is descheduled that collapses (measured on
+    // SmolLM2-135M's forward at load 6-7: 16.7 s spinning vs 2.3 s passive). Passive waiting
+    // costs little on an idle machine.
+    let omp_wait = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
+    println!(
+        "CANDLE_NUM_THREADS={candle_threads} for the candle cases, OMP_WAIT_POLICY={omp_wait} for PyTorch"
+    );
     let steps_s = steps.to_string();
     let slow_s = slow_steps.to_string();
     let mut rows: Vec<Row> = Vec::new();
@@ -286,6 +333,10 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
             "kernels_candle_gemm",
             "fused_nograd",
             "composed",
+            "op_lm_loss_candle",
+            "op_lm_loss_fused",
+            "op_swiglu_candle",
+            "op_swiglu_fused",
         ] {
             let mut c = Command::new(&exe);
             c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
@@ -295,6 +346,7 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         if python.exists() {
             let mut c = Command::new(&python);
             c.arg(&script).args(["--steps", &steps_s]);
+            c.env("OMP_WAIT_POLICY", &omp_wait);
             cmds.push(("PyTorch twin".to_string(), c));
         }
         for (name, mut cmd) in cmds {
@@ -358,7 +410,11 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         } else {
             torch_step
         };
-        let ratio = reference.map_or("n/a".into(), |t| format!("{:.2}", r.median_ms / t));
+        let ratio = if r.case.starts_with("op_") {
+            "-".to_string()
+        } else {
+            reference.map_or("n/a".into(), |t| format!("{:.2}", r.median_ms / t))
+        };
         println!(
             "| {} | {:.1} | {:.1} | {} | {:.0} | {} | {} |",
             r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.load

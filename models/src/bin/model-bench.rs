@@ -1,0 +1,458 @@
+//! `model-bench`: one training step (forward + backward + AdamW) of the `small` VIPA preset —
+//! small InternViT (224 px, width 384, 6 layers) + point-map ViT (width 192, 4 blocks) +
+//! cross-attention fusion + projector + SmolLM2-135M-shaped Llama (30 layers, width 576, vocab
+//! 49152) — on a fixed, seeded batch, against its PyTorch twin `benches/models/small_step.py`
+//! (transformers' `InternVLVisionModel` and `LlamaForCausalLM`, same sizes, same batch).
+//!
+//! Two trainable sets: **stage 1** (fusion + point-map ViT, everything else frozen; the loss
+//! still back-propagates through the frozen LLM into the fusion layer) and **stage 2** (stage 1
+//! plus the whole LLM, 135 M trainable parameters).
+//!
+//! Each case runs in its own child process (this binary with `--case NAME`) so its peak RSS
+//! (`VmHWM`) is its own; cases alternate candle / PyTorch within each round so load changes on
+//! the shared machine hit both alike. Prints one table: medians over rounds, the ratio to
+//! PyTorch, peak RSS, and per-phase times.
+//!
+//! Usage: `cargo run -p vipa-models --bin model-bench [-- --steps 3 --rounds 2]`.
+//! `VIPA_TORCH_PYTHON` overrides the PyTorch interpreter (default `.venv-torch/bin/python`);
+//! without one the PyTorch rows are skipped.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Error, Result, Tensor};
+use candle_nn::optim::{Optimizer, ParamsAdamW};
+use candle_nn::{Init, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use vipa_models::checkpoint::Checkpoint;
+use vipa_models::llm::{CausalLm, LlmConfig};
+use vipa_models::seeded::seeded_builder;
+use vipa_models::stage::{Stage, StagePolicy};
+use vipa_models::vipa::VipaVisionConfig;
+use vipa_models::vision::spatial::SpatialInput;
+use vipa_models::vlm::{Vipa, VipaConfig};
+
+/// Images (and sequences) per batch.
+const BATCH: usize = 2;
+/// Sequence: `<bos>`, the image's 64 placeholder tokens, then text up to this length.
+const SEQ: usize = 128;
+/// Weight and data seed.
+const SEED: u64 = 7;
+
+fn err(msg: impl Into<String>) -> Error {
+    Error::Msg(msg.into())
+}
+
+/// The `small` VIPA preset: `VipaVisionConfig::small()` + `LlmConfig::small()` (SmolLM2-135M).
+/// The image placeholder id is one past the vocabulary (SmolLM2 has no `<IMG_CONTEXT>`;
+/// placeholder rows are never looked up).
+fn small_config() -> VipaConfig {
+    let llm = LlmConfig::small();
+    VipaConfig {
+        vision: VipaVisionConfig::small(),
+        image_token_id: llm.vocab_size as u32,
+        llm,
+    }
+}
+
+/// Deterministic weights for every parameter of `cfg`, drawn with [`seeded_builder`]: norms
+/// and layer scales 1, biases 0, α 0.5, every other tensor N(0, 0.02).
+fn seeded_weights(cfg: &VipaConfig, dev: &Device) -> Result<HashMap<String, Tensor>> {
+    let shapes = Vipa::random_weights(cfg, dev)?;
+    let vb = seeded_builder(SEED, dev);
+    shapes
+        .into_iter()
+        .map(|(name, t)| {
+            let last = name.rsplit('.').next().unwrap_or(&name);
+            let init = if last == "bias" {
+                Init::Const(0.0)
+            } else if last == "alpha" {
+                Init::Const(0.5)
+            } else if (last == "weight" && t.rank() == 1) || last == "ls1" || last == "ls2" {
+                Init::Const(1.0)
+            } else {
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                }
+            };
+            let v = vb.get_with_hints(t.shape(), &name, init)?;
+            Ok((name, v))
+        })
+        .collect()
+}
+
+/// The fixed batch: pixels `f32[b, 3, 224, 224]`, camera-frame point maps `f32[b, 224, 224, 3]`
+/// (10 % invalid pixels), ids / next-token targets `u32[b, SEQ]` and the loss mask `f32[b, SEQ]`
+/// (1 where the target is a text token).
+struct Batch {
+    pixels: Tensor,
+    points: Tensor,
+    ids: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+}
+
+fn batch(cfg: &VipaConfig, dev: &Device) -> Result<Batch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let px = cfg.vision.semantic.vision_config.image_size;
+    let normal = Normal::new(0.0f32, 1.0).map_err(|e| err(e.to_string()))?;
+    let pixels: Vec<f32> = (0..BATCH * 3 * px * px)
+        .map(|_| normal.sample(&mut rng))
+        .collect();
+    let pm = cfg.vision.spatial.as_ref().map_or(px, |s| s.image_size);
+    let mut points = Vec::with_capacity(BATCH * pm * pm * 3);
+    for _ in 0..BATCH * pm * pm {
+        if rng.random::<f32>() < 0.1 {
+            points.extend([0.0; 3]);
+        } else {
+            let z: f32 = 0.3 + 1.2 * rng.random::<f32>();
+            let x = (rng.random::<f32>() - 0.5) * z;
+            let y = (rng.random::<f32>() - 0.5) * z;
+            points.extend([x, y, z]);
+        }
+    }
+    let n_img = cfg.vision.semantic.tokens_per_image()?;
+    if 1 + n_img >= SEQ {
+        return Err(err(format!(
+            "SEQ {SEQ} leaves no room for text after {n_img} image tokens"
+        )));
+    }
+    let vocab = cfg.llm.vocab_size as u32;
+    let (mut ids, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..BATCH {
+        let mut row = vec![1u32];
+        row.extend(std::iter::repeat_n(cfg.image_token_id, n_img));
+        while row.len() < SEQ {
+            row.push(rng.random_range(3..vocab));
+        }
+        // targets[t] = ids[t + 1]; the last position predicts <|im_end|> (2). Masked
+        // positions whose next token is a placeholder (outside the vocabulary) get id 0.
+        targets.extend(
+            row[1..]
+                .iter()
+                .map(|&id| if id >= vocab { 0 } else { id })
+                .chain([2]),
+        );
+        mask.extend((0..SEQ).map(|t| if t >= n_img { 1.0f32 } else { 0.0 }));
+        ids.extend(row);
+    }
+    Ok(Batch {
+        pixels: Tensor::from_vec(pixels, (BATCH, 3, px, px), dev)?,
+        points: Tensor::from_vec(points, (BATCH, pm, pm, 3), dev)?,
+        ids: Tensor::from_vec(ids, (BATCH, SEQ), dev)?,
+        targets: Tensor::from_vec(targets, (BATCH, SEQ), dev)?,
+        mask: Tensor::from_vec(mask, (BATCH, SEQ), dev)?,
+    })
+}
+
+/// Forward phases (ms): point-map ViT, InternViT + fusion + projector, LLM decoder, LM head +
+/// loss; then backward and optimizer.
+const PHASES: [&str; 6] = [
+    "pointmap_vit",
+    "internvit_fusion_projector",
+    "llm_decoder",
+    "lm_head_loss",
+    "backward",
+    "adamw",
+];
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs one case in this process and prints `RESULT` / `PHASES` lines.
+fn run_case(case: &str, steps: usize) -> Result<()> {
+    let stage = match case {
+        "candle_stage1" => Stage::One,
+        "candle_stage2" => Stage::Two,
+        other => {
+            return Err(err(format!(
+                "unknown case {other:?}; expected candle_stage1 or candle_stage2"
+            )));
+        }
+    };
+    let dev = Device::Cpu;
+    let cfg = small_config();
+    let weights = Arc::new(Checkpoint::from_tensors(
+        "seeded small preset",
+        seeded_weights(&cfg, &dev)?,
+    ));
+    let varmap = VarMap::new();
+    let model = Vipa::new(&cfg, &StagePolicy::new(stage), Some(weights), &varmap, &dev)?;
+    let vars = varmap.all_vars();
+    let trainable: usize = vars.iter().map(|v| v.elem_count()).sum();
+    let mut opt = vipa_kernels::AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: 1e-4,
+            ..Default::default()
+        },
+    )?;
+    let data = batch(&cfg, &dev)?;
+    let spatial_in = SpatialInput::PointMaps(data.points.clone());
+    let mut totals = Vec::new();
+    let mut phases: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
+    let (mut loss_v, mut with_grad) = (0f32, 0usize);
+    for step in 0..steps + 1 {
+        let mut t = Instant::now();
+        let mut lap = |v: &mut Vec<f64>| {
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            t = Instant::now();
+        };
+        let mut p = vec![Vec::new(); PHASES.len()];
+        // The same sequence of calls as `Vipa::forward`, split into timed phases.
+        let spatial = model.vision().encode_spatial(&spatial_in)?;
+        lap(&mut p[0]);
+        let feats = model
+            .vision()
+            .forward_with_tokens(&data.pixels, Some(&spatial), true)?;
+        lap(&mut p[1]);
+        let (n_img, n_tok, hidden) = feats.dims3()?;
+        let embeds = model.llm().embed_with_images(
+            &data.ids,
+            cfg.image_token_id,
+            &feats.reshape((n_img * n_tok, hidden))?,
+        )?;
+        let hidden = model.llm().forward_hidden(&embeds, 0, None)?;
+        lap(&mut p[2]);
+        let logits = model.llm().logits(&hidden)?;
+        let loss = CausalLm::masked_cross_entropy(&logits, &data.targets, &data.mask)?;
+        lap(&mut p[3]);
+        let grads = loss.backward()?;
+        lap(&mut p[4]);
+        opt.step(&grads)?;
+        lap(&mut p[5]);
+        loss_v = loss.to_scalar::<f32>()?;
+        with_grad = vars
+            .iter()
+            .filter(|v| grads.get(v.as_tensor()).is_some())
+            .count();
+        // Step 0 warms up allocations and caches; it is not timed.
+        if step > 0 {
+            let total: f64 = p.iter().map(|v| v[0]).sum();
+            totals.push(total);
+            for (acc, v) in phases.iter_mut().zip(&p) {
+                acc.push(v[0]);
+            }
+        }
+    }
+    let min = totals.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "RESULT {case} {:.1} {min:.1} {:.0} {with_grad}/{} {trainable} {loss_v:.4}",
+        median(&mut totals),
+        peak_rss_mib(),
+        vars.len()
+    );
+    let parts: Vec<String> = PHASES
+        .iter()
+        .zip(phases.iter_mut())
+        .map(|(name, v)| format!("{name} {:.0}", median(v)))
+        .collect();
+    println!("PHASES {case} {}", parts.join(", "));
+    Ok(())
+}
+
+struct Row {
+    case: String,
+    median_ms: f64,
+    min_ms: f64,
+    rss_mib: f64,
+    grads: String,
+    trainable: String,
+    loss: String,
+    load: String,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+fn parse_rows(out: &str, load: &str) -> Vec<Row> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Row {
+                case: f.first()?.to_string(),
+                median_ms: f.get(1)?.parse().ok()?,
+                min_ms: f.get(2)?.parse().ok()?,
+                rss_mib: f.get(3)?.parse().ok()?,
+                grads: f.get(4)?.to_string(),
+                trainable: f.get(5)?.to_string(),
+                loss: f.get(6)?.to_string(),
+                load: load.split(' ').next().unwrap_or("?").to_string(),
+            })
+        })
+        .collect()
+}
+
+fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or_else(|| err(format!("{name} needs a value")))?
+            .parse()
+            .map_err(|_| err(format!("{name} must be a positive integer"))),
+        None => Ok(default),
+    }
+}
+
+fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| err(format!("own executable: {e}")))?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var("VIPA_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".venv-torch/bin/python"));
+    let script = root.join("benches/models/small_step.py");
+    // See kernel-bench: candle's element-wise "barrier pool" and rayon fight over 2 cores.
+    let candle_threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "1".into());
+    println!(
+        "model-bench: small preset (InternViT 384×6 + point-map ViT 192×4 + fusion + \
+         SmolLM2-135M-shaped Llama), batch {BATCH}, sequence {SEQ}; {rounds} interleaved rounds \
+         of {steps} timed steps after 1 warm-up; {} cores, CANDLE_NUM_THREADS={candle_threads}; \
+         matrices: {}",
+        cores(),
+        vipa_kernels::matrix_backend()
+    );
+    if !python.exists() {
+        println!(
+            "(no PyTorch at {}; run `make torch` or set VIPA_TORCH_PYTHON to compare)",
+            python.display()
+        );
+    }
+    let steps_s = steps.to_string();
+    let mut rows = Vec::new();
+    let mut phases = Vec::new();
+    for _ in 0..rounds.max(1) {
+        for stage in ["1", "2"] {
+            let mut cmds: Vec<(String, Command)> = Vec::new();
+            let mut c = Command::new(&exe);
+            c.args([
+                "--case",
+                &format!("candle_stage{stage}"),
+                "--steps",
+                &steps_s,
+            ])
+            .env("CANDLE_NUM_THREADS", &candle_threads);
+            cmds.push((format!("candle stage {stage}"), c));
+            if python.exists() {
+                let mut c = Command::new(&python);
+                c.arg(&script).args(["--stage", stage, "--steps", &steps_s]);
+                cmds.push((format!("PyTorch stage {stage}"), c));
+            }
+            for (name, mut cmd) in cmds {
+                let load = loadavg();
+                let out = cmd
+                    .output()
+                    .map_err(|e| err(format!("running {name}: {e}")))?;
+                if !out.status.success() {
+                    return Err(err(format!(
+                        "{name} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )));
+                }
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                phases.extend(
+                    stdout
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("PHASES "))
+                        .map(str::to_string),
+                );
+                rows.extend(parse_rows(&stdout, &load));
+            }
+        }
+    }
+    let mut cases: Vec<String> = Vec::new();
+    for r in &rows {
+        if !cases.contains(&r.case) {
+            cases.push(r.case.clone());
+        }
+    }
+    let summary: Vec<Row> = cases
+        .iter()
+        .filter_map(|case| {
+            let of: Vec<&Row> = rows.iter().filter(|r| &r.case == case).collect();
+            let first = of.first()?;
+            let mut med: Vec<f64> = of.iter().map(|r| r.median_ms).collect();
+            Some(Row {
+                case: case.clone(),
+                median_ms: median(&mut med),
+                min_ms: of.iter().map(|r| r.min_ms).fold(f64::INFINITY, f64::min),
+                rss_mib: of.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
+                grads: first.grads.clone(),
+                trainable: first.trainable.clone(),
+                loss: first.loss.clone(),
+                load: of
+                    .iter()
+                    .map(|r| r.load.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        })
+        .collect();
+    let torch_of = |case: &str| {
+        let stage = case.rsplit('_').next().unwrap_or("");
+        summary
+            .iter()
+            .find(|r| r.case == format!("torch_{stage}"))
+            .map(|r| r.median_ms)
+    };
+    println!();
+    println!(
+        "| small preset step | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | trainable params | loss | 1-min load per round |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in &summary {
+        let ratio = if r.case.starts_with("candle") {
+            torch_of(&r.case).map_or("n/a".into(), |t| format!("{:.2}", r.median_ms / t))
+        } else {
+            "1".into()
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} |",
+            r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.trainable, r.loss, r.load
+        );
+    }
+    println!();
+    println!("phase medians (ms), last round:");
+    let n = phases.len();
+    for p in phases.iter().skip(n.saturating_sub(cases.len())) {
+        println!("  {p}");
+    }
+    println!("load average after: {}", loadavg());
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let steps = flag(&args, "--steps", 3)?.max(1);
+    let rounds = flag(&args, "--rounds", 2)?;
+    if let Some(i) = args.iter().position(|a| a == "--case") {
+        let case = args.get(i + 1).ok_or_else(|| err("--case needs a name"))?;
+        return run_case(case, steps);
+    }
+    orchestrate(steps, rounds)
+}
