@@ -121,6 +121,7 @@ bench: setup data torch
 	@.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
 	.venv/bin/python benches/hand3d_step.py
 	cargo run -q -p vipa-kernels --bin kernel-bench -- --steps 7 --slow-steps 2 --rounds 3
+	cargo run -q -p vipa-models --bin model-bench -- --steps 2 --rounds 2
 
 # The shared PyTorch venv for fixture scripts and benchmark twins (not needed by `make test`).
 torch: setup
