@@ -323,16 +323,15 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join(".venv-torch/bin/python"));
     let script = root.join("benches/models/small_step.py");
-    // See kernel-bench: candle's element-wise "barrier pool" and rayon fight over 2 cores.
-    let candle_threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "1".into());
+    let env = ProcessEnv::from_env();
     println!(
         "model-bench: small preset (InternViT 384×6 + point-map ViT 192×4 + fusion + \
          SmolLM2-135M-shaped Llama), batch {BATCH}, sequence {SEQ}; {rounds} interleaved rounds \
-         of {steps} timed steps after 1 warm-up; {} cores, CANDLE_NUM_THREADS={candle_threads}; \
-         matrices: {}",
+         of {steps} timed steps after 1 warm-up; {} cores; matrices: {}",
         cores(),
         vipa_kernels::matrix_backend()
     );
+    println!("process settings: {}", env.describe());
     if !python.exists() {
         println!(
             "(no PyTorch at {}; run `make torch` or set VIPA_TORCH_PYTHON to compare)",
@@ -351,12 +350,13 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
                 &format!("candle_stage{stage}"),
                 "--steps",
                 &steps_s,
-            ])
-            .env("CANDLE_NUM_THREADS", &candle_threads);
+            ]);
+            env.candle(&mut c);
             cmds.push((format!("candle stage {stage}"), c));
             if python.exists() {
                 let mut c = Command::new(&python);
                 c.arg(&script).args(["--stage", stage, "--steps", &steps_s]);
+                env.torch(&mut c);
                 cmds.push((format!("PyTorch stage {stage}"), c));
             }
             for (name, mut cmd) in cmds {
@@ -440,6 +440,59 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
     }
     println!("load average after: {}", loadavg());
     Ok(())
+}
+
+/// Process settings for the benchmark children, each overridable from the environment.
+///
+/// - `CANDLE_NUM_THREADS=1` (candle): candle 0.11.1 runs element-wise ops on its own spinning
+///   "barrier pool", separate from the rayon pool of gemm and `vipa-kernels`; on 2 cores the
+///   two pools' spin-waits fight for the cores (tiny-ViT step ≈ 1.7× slower with 2).
+/// - `OMP_WAIT_POLICY=PASSIVE` (PyTorch): its OpenMP barriers spin by default, which collapses
+///   on a loaded 2-core machine (SmolLM2-135M forward at load 6–7: 16.7 s spinning, 2.3 s
+///   passive).
+/// - `MALLOC_MMAP_THRESHOLD_=32 MiB`, `MALLOC_TRIM_THRESHOLD_=4 GiB` (both): glibc then keeps
+///   freed activation buffers instead of returning them to the kernel, so the next step does
+///   not page-fault them back in (tiny-ViT step ≈ 25 % faster).
+struct ProcessEnv {
+    candle_threads: String,
+    omp_wait: String,
+    mmap_threshold: String,
+    trim_threshold: String,
+}
+
+impl ProcessEnv {
+    fn from_env() -> Self {
+        let get = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        Self {
+            candle_threads: get("CANDLE_NUM_THREADS", "1"),
+            omp_wait: get("OMP_WAIT_POLICY", "PASSIVE"),
+            mmap_threshold: get("MALLOC_MMAP_THRESHOLD_", "33554432"),
+            trim_threshold: get("MALLOC_TRIM_THRESHOLD_", "4294967296"),
+        }
+    }
+
+    fn malloc(&self, c: &mut Command) {
+        c.env("MALLOC_MMAP_THRESHOLD_", &self.mmap_threshold)
+            .env("MALLOC_TRIM_THRESHOLD_", &self.trim_threshold);
+    }
+
+    fn candle(&self, c: &mut Command) {
+        c.env("CANDLE_NUM_THREADS", &self.candle_threads);
+        self.malloc(c);
+    }
+
+    fn torch(&self, c: &mut Command) {
+        c.env("OMP_WAIT_POLICY", &self.omp_wait);
+        self.malloc(c);
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "candle CANDLE_NUM_THREADS={}; PyTorch OMP_WAIT_POLICY={}; both \
+             MALLOC_MMAP_THRESHOLD_={} MALLOC_TRIM_THRESHOLD_={}",
+            self.candle_threads, self.omp_wait, self.mmap_threshold, self.trim_threshold
+        )
+    }
 }
 
 fn cores() -> usize {

@@ -305,17 +305,22 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
             python.display()
         );
     }
-    // candle 0.11.1 runs its element-wise ops on its own spinning "barrier pool", separate from
-    // the rayon pool that gemm and our kernels use; on 2 cores the two pools' spin-waits fight
-    // for the same cores (measured: ~1.7x slower steps). One candle thread keeps only rayon.
-    let candle_threads = std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "1".into());
-    // PyTorch's OpenMP threads spin-wait at every barrier by default; when the shared machine
-    // is loaded and a spinning thread's partner is descheduled that collapses (measured on
-    // SmolLM2-135M's forward at load 6-7: 16.7 s spinning vs 2.3 s passive). Passive waiting
-    // costs little on an idle machine.
-    let omp_wait = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
+    // Child-process settings (each overridable from the environment); why each one, measured,
+    // is in model-bench's `ProcessEnv` docs:
+    // - CANDLE_NUM_THREADS=1: candle's element-wise "barrier pool" and rayon (gemm, our
+    //   kernels) otherwise spin against each other on 2 cores (~1.7x slower steps);
+    // - OMP_WAIT_POLICY=PASSIVE: PyTorch's spinning OpenMP barriers collapse under load;
+    // - MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_: glibc keeps freed activation buffers
+    //   instead of unmapping them, so steps stop page-faulting them back in (~25 % faster).
+    let get = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let candle_threads = get("CANDLE_NUM_THREADS", "1");
+    let omp_wait = get("OMP_WAIT_POLICY", "PASSIVE");
+    let mmap_threshold = get("MALLOC_MMAP_THRESHOLD_", "33554432");
+    let trim_threshold = get("MALLOC_TRIM_THRESHOLD_", "4294967296");
     println!(
-        "CANDLE_NUM_THREADS={candle_threads} for the candle cases, OMP_WAIT_POLICY={omp_wait} for PyTorch"
+        "process settings: candle CANDLE_NUM_THREADS={candle_threads}; PyTorch \
+         OMP_WAIT_POLICY={omp_wait}; both MALLOC_MMAP_THRESHOLD_={mmap_threshold} \
+         MALLOC_TRIM_THRESHOLD_={trim_threshold}"
     );
     let steps_s = steps.to_string();
     let slow_s = slow_steps.to_string();
@@ -340,13 +345,17 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         ] {
             let mut c = Command::new(&exe);
             c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
-            c.env("CANDLE_NUM_THREADS", &candle_threads);
+            c.env("CANDLE_NUM_THREADS", &candle_threads)
+                .env("MALLOC_MMAP_THRESHOLD_", &mmap_threshold)
+                .env("MALLOC_TRIM_THRESHOLD_", &trim_threshold);
             cmds.push((case.to_string(), c));
         }
         if python.exists() {
             let mut c = Command::new(&python);
             c.arg(&script).args(["--steps", &steps_s]);
-            c.env("OMP_WAIT_POLICY", &omp_wait);
+            c.env("OMP_WAIT_POLICY", &omp_wait)
+                .env("MALLOC_MMAP_THRESHOLD_", &mmap_threshold)
+                .env("MALLOC_TRIM_THRESHOLD_", &trim_threshold);
             cmds.push(("PyTorch twin".to_string(), c));
         }
         for (name, mut cmd) in cmds {
