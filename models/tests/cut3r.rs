@@ -322,3 +322,43 @@ fn cut3r_512_reads_official_keys_and_shapes() {
     assert_eq!(n_read, expected);
     assert!(n_read > 600_000_000, "{n_read}");
 }
+
+/// Full-size smoke run (ignored: ~3.2 GB of zero weights and a ViT-L forward). Run with
+/// `cargo test -p vipa-models --test cut3r -- --ignored --nocapture` to see CPU timings.
+#[test]
+#[ignore]
+fn cut3r_512_runs_two_432_frames() {
+    struct Zeros;
+    impl candle_nn::var_builder::SimpleBackend for Zeros {
+        fn get(
+            &self,
+            s: candle_core::Shape,
+            _: &str,
+            _: candle_nn::Init,
+            dtype: DType,
+            dev: &Device,
+        ) -> candle_core::Result<Tensor> {
+            Tensor::zeros(s, dtype, dev)
+        }
+        fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+            candle_core::bail!("unexpected unchecked read of `{name}`")
+        }
+        fn contains_tensor(&self, _: &str) -> bool {
+            true
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let vb = candle_nn::VarBuilder::from_backend(Box::new(Zeros), DType::F32, Device::Cpu);
+    let m = Cut3r::new(&Cut3rConfig::cut3r_512(), vb).unwrap();
+    eprintln!("built in {:?}", t0.elapsed());
+    let img = Tensor::zeros((1, 3, 432, 432), DType::F32, &Device::Cpu).unwrap();
+    let mut state = m.init_state(1).unwrap();
+    for i in 0..2 {
+        let t = std::time::Instant::now();
+        let out = m.step(&mut state, &img).unwrap();
+        eprintln!("frame {i}: {:?}", t.elapsed());
+        assert_eq!(out.tokens.dims(), &[1, 730, 768]);
+        assert_eq!(out.pts3d_self.dims(), &[1, 432, 432, 3]);
+        assert_eq!(out.conf.dims(), &[1, 432, 432]);
+    }
+}

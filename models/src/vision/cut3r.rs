@@ -657,16 +657,17 @@ impl Cut3r {
         // Head hooks (upstream `head_input`): encoder output, layers depth/2 and 3·depth/4
         // (1-based, camera token dropped), final normalised tokens (camera token dropped).
         let n = gh * gw;
-        let hook = |i: usize| layers[i - 1].narrow(1, 1, n);
+        let hook = |i: usize| match i.checked_sub(1).and_then(|j| layers.get(j)) {
+            Some(layer) => layer.narrow(1, 1, n),
+            None => Err(Error::Msg(format!("Cut3R: no decoder layer {i} to hook"))),
+        };
         let h1 = hook(depth * 2 / 4)?;
         let h2 = hook(depth * 3 / 4)?;
         let h3 = tokens.narrow(1, 1, n)?;
-        let (h, w) = (gh * self.cfg.patch_size, gw * self.cfg.patch_size);
         let raw = self.dpt_self.forward([&feat, &h1, &h2, &h3], (gh, gw))?; // [b, 4, h, w]
         let fmap = raw.permute((0, 2, 3, 1))?; // [b, h, w, 4]
         let pts3d_self = reg_dense_depth(&fmap.narrow(3, 0, 3)?, &self.cfg.depth_mode)?;
         let conf = reg_dense_conf(&fmap.narrow(3, 3, 1)?.squeeze(3)?, &self.cfg.conf_mode)?;
-        debug_assert_eq!(pts3d_self.dims(), &[b, h, w, 3]);
         let pose_raw = self.pose_head.forward(&camera.squeeze(1)?)?; // [b, 7]
         let camera_pose = postprocess_pose(&pose_raw, &self.cfg.pose_mode)?;
 
