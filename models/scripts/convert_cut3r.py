@@ -40,6 +40,8 @@ import argparse
 import ast
 import json
 import math
+import pickle
+import types
 from pathlib import Path
 
 import torch
@@ -85,16 +87,62 @@ def to_json_value(v):
     return v
 
 
+class _Stub:
+    """Stands in for a pickled class whose module is not installed (e.g. OmegaConf's
+    `DictConfig` holding the training args): keeps its state so the model string can be found."""
+
+    def __init__(self, *args, **kwargs):
+        self.__dict__.update(kwargs)
+        self._args = args
+
+    def __setstate__(self, state):
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self._state = state
+
+
+class _LenientUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        try:
+            return super().find_class(module, name)
+        except (ModuleNotFoundError, AttributeError):
+            return type(name, (_Stub,), {"__module__": module})
+
+
+LENIENT_PICKLE = types.SimpleNamespace(
+    __name__="lenient_pickle", Unpickler=_LenientUnpickler, load=pickle.load, loads=pickle.loads
+)
+
+
+def find_model_string(obj, depth=0):
+    """The `ARCroco3DStereo(...)` string anywhere inside the checkpoint's `args`."""
+    if depth > 8:
+        return None
+    if isinstance(obj, str):
+        return obj if obj.lstrip().startswith("ARCroco3DStereo(") else None
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    elif hasattr(obj, "__dict__"):
+        children = list(vars(obj).values())
+    else:
+        return None
+    for child in children:
+        found = find_model_string(child, depth + 1)
+        if found:
+            return found
+    return None
+
+
 def model_args_string(ckpt) -> str:
     args = ckpt.get("args") if isinstance(ckpt, dict) else None
-    if args is None:
-        print("checkpoint has no `args`: writing the released cut3r_512 config")
-        return CUT3R_512
-    model = getattr(args, "model", None)
-    if model is None and isinstance(args, dict):
-        model = args.get("model")
+    model = getattr(args, "model", None) if args is not None else None
     if not isinstance(model, str):
-        print("checkpoint `args` has no `model` string: writing the released cut3r_512 config")
+        model = find_model_string(args)
+    if not isinstance(model, str):
+        print("checkpoint has no `args.model` string: writing the released cut3r_512 config")
         return CUT3R_512
     return model
 
@@ -107,7 +155,9 @@ def main():
     ap.add_argument("--dtype", choices=["float32", "keep"], default="float32")
     a = ap.parse_args()
 
-    ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    # The training args may be objects of packages not installed here (OmegaConf): those are
+    # unpickled as plain stand-ins, only the model string is read from them.
+    ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False, pickle_module=LENIENT_PICKLE)
     sd = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
     sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
     if not any(k.startswith("dec_blocks_state") for k in sd):
