@@ -192,7 +192,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         height: H,
     };
     let frames = workload(&k);
-    let cfg = Config::default();
+    // The NumPy twin implements the simplest object statistic (central box median, 2D hand
+    // mask, thickness prior): the centre estimator without table segmentation.
+    let mut cfg = Config::default();
+    cfg.objects.complete_depth = true;
+    cfg.objects.segment_table = false;
     let mut times = Vec::new();
     let mut out = None;
     for _ in 0..repeats.max(1) {

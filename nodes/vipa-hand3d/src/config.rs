@@ -72,18 +72,23 @@ impl Default for CalibrationConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectsConfig {
-    /// Share of the box width/height (around its centre) whose points are used. Default 0.5.
+    /// Share of the box width/height (around its centre) whose points seed the estimate (and,
+    /// in the centre fallback, are the estimate). Default 0.5.
     pub central_fraction: f32,
-    /// Push the surface estimate back by the object's half-extent (thickness prior; see
-    /// [`crate::objects`]). Default true.
+    /// Which position an object has (see [`crate::objects`]). Off (default): its **visible
+    /// surface**, the per-axis median of the box's points that belong to it (table, hands,
+    /// forearm and what lies in front left out). On: an estimate of the **centre of its
+    /// bounding volume** (the occluded back and, under a grasp, top completed by priors:
+    /// 1–3 cm off for held or oblong objects).
     pub complete_depth: bool,
-    /// Radius (metres) of the hand bones masked out of object boxes; 0 disables the mask.
-    /// Default 0.015 (finger radius ≈ 8–10 mm plus a margin for joint error).
+    /// Radius (metres) of the 2D hand-bone capsules masked out of object boxes by the centre
+    /// estimator, and by the visible-surface one in frames with too few joints for a metric
+    /// 3D test; 0 disables them. Default 0.015.
     pub hand_mask_radius_m: f32,
-    /// Segment the object from the table before taking its position: fit the table plane
-    /// around the box, keep the box's points standing above it (off the hand), and take the
-    /// centre of their extent in a table-aligned frame (see [`crate::objects`]). Falls back to
-    /// the central-region median (+ thickness prior) when no table is found. Default true.
+    /// With `complete_depth`: segment the object from the table before taking its centre
+    /// (fit the table plane around the box, keep the box's points standing above it, off the
+    /// hand, and take the centre of their extent in a table-aligned frame). Falls back to the
+    /// central-region median + thickness prior when no table is found. Default true.
     pub segment_table: bool,
 }
 
@@ -91,7 +96,7 @@ impl Default for ObjectsConfig {
     fn default() -> Self {
         Self {
             central_fraction: DEFAULT_CENTRAL_FRACTION,
-            complete_depth: true,
+            complete_depth: false,
             hand_mask_radius_m: 0.015,
             segment_table: true,
         }

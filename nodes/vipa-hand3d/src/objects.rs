@@ -58,28 +58,29 @@ use crate::stats::median;
 /// Default share of the box (per side) that counts as its central region.
 pub const DEFAULT_CENTRAL_FRACTION: f32 = 0.5;
 
-/// The object's position in point-map units. With `cfg.complete_depth` and
-/// `cfg.segment_table` (both default) the table-segmented centre ([`segmented_position`]);
-/// when that finds no table or too few object points, or with `segment_table` off,
-/// [`surface_position`] pushed back by the thickness prior; with `complete_depth` off, the
-/// visible surface itself (see the module docs).
+/// The object's position in point-map units. By default (`cfg.complete_depth` off) the
+/// visible-surface position ([`visible_position`]). With `cfg.complete_depth` the centre of
+/// its bounding volume: the table-segmented centre ([`segmented_position`], with
+/// `segment_table`), or when that finds no table or too few object points (or with
+/// `segment_table` off) [`surface_position`] pushed back by the thickness prior. The centre
+/// estimators mask hands with the 2D `occluders.capsules` only.
 pub fn raw_object_position(
     pm: &PointMap,
     k: &Intrinsics,
     bbox: [f32; 4],
-    hand_mask: &[Capsule],
+    occluders: &Occluders<'_>,
     cfg: &ObjectsConfig,
 ) -> Option<Vec3> {
-    if cfg.complete_depth
-        && cfg.segment_table
+    if !cfg.complete_depth {
+        return visible_position(pm, k, bbox, occluders);
+    }
+    let hand_mask = occluders.capsules;
+    if cfg.segment_table
         && let Some(p) = segmented_position(pm, k, bbox, hand_mask)
     {
         return Some(p);
     }
     let p = surface_position(pm, bbox, cfg.central_fraction, hand_mask)?;
-    if !cfg.complete_depth {
-        return Some(p);
-    }
     let half_extent = 0.5 * ((bbox[2] - bbox[0]) / k.fx).min((bbox[3] - bbox[1]) / k.fy) * p[2];
     let n = norm(p);
     if n.is_nan() || n <= 0.0 {
@@ -205,16 +206,88 @@ fn table_plane(pm: &PointMap, bbox: [f32; 4], tol: f32) -> Option<Plane> {
             best = Some((count, plane));
         }
     }
-    let (count, plane) = best?;
+    let (count, mut plane) = best?;
     if 3 * count < ring.len() {
         return None;
     }
-    let d = median(
-        ring.iter()
-            .filter(|p| plane.height(**p).abs() < tol)
-            .map(|p| -dot(plane.n, *p)),
-    )?;
-    Some(Plane { n: plane.n, d })
+    // The RANSAC triple's normal is only as good as its three points; over the width of the
+    // box a tilt of a fraction of a degree lifts the table by millimetres. Refit by least
+    // squares on the inliers (twice, the second time with the refit plane's inliers).
+    for _ in 0..2 {
+        let inliers: Vec<Vec3> = ring
+            .iter()
+            .copied()
+            .filter(|p| plane.height(*p).abs() < tol)
+            .collect();
+        match fit_plane(&inliers, plane.n) {
+            Some(p) => plane = p,
+            None => break,
+        }
+    }
+    Some(plane)
+}
+
+/// Least-squares plane through `pts` (at least 3): through their centroid, normal = the
+/// covariance's eigenvector of the smallest eigenvalue, found by inverse iteration from
+/// `start` (a nearby normal). Oriented so the origin has `d > 0`.
+fn fit_plane(pts: &[Vec3], start: Vec3) -> Option<Plane> {
+    if pts.len() < 3 {
+        return None;
+    }
+    let n_pts = pts.len() as f64;
+    let mut c = [0.0f64; 3];
+    for p in pts {
+        for i in 0..3 {
+            c[i] += f64::from(p[i]) / n_pts;
+        }
+    }
+    let mut cov = [[0.0f64; 3]; 3];
+    for p in pts {
+        let q = [0, 1, 2].map(|i| f64::from(p[i]) - c[i]);
+        for i in 0..3 {
+            for j in 0..3 {
+                cov[i][j] += q[i] * q[j] / n_pts;
+            }
+        }
+    }
+    // Inverse iteration: x ← (C + εI)⁻¹ x converges to the smallest eigenvector.
+    let eps = 1e-12 + 1e-9 * (cov[0][0] + cov[1][1] + cov[2][2]);
+    for (i, row) in cov.iter_mut().enumerate() {
+        row[i] += eps;
+    }
+    let det3 = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let det = det3(&cov);
+    if det.abs() < f64::MIN_POSITIVE || !det.is_finite() {
+        return None;
+    }
+    let mut x = start.map(f64::from);
+    for _ in 0..8 {
+        // Cramer's rule for cov · y = x.
+        let mut y = [0.0f64; 3];
+        for (col, yc) in y.iter_mut().enumerate() {
+            let mut m = cov;
+            for row in 0..3 {
+                m[row][col] = x[row];
+            }
+            *yc = det3(&m) / det;
+        }
+        let len = (y[0] * y[0] + y[1] * y[1] + y[2] * y[2]).sqrt();
+        if !(len.is_finite() && len > 0.0) {
+            return None;
+        }
+        x = y.map(|v| v / len);
+    }
+    let mut n = x.map(|v| v as f32);
+    let mut d = -(0..3).map(|i| x[i] * c[i]).sum::<f64>() as f32;
+    if d < 0.0 {
+        n = n.map(|v| -v);
+        d = -d;
+    }
+    Some(Plane { n, d })
 }
 
 /// Object centre from the points standing on the table, in point-map units. `None` when no
@@ -325,6 +398,252 @@ pub fn segmented_position(
     let (u, v) = k.project(c)?;
     let (mw, mh) = (0.5 * (x1 - x0), 0.5 * (y1 - y0));
     (u >= x0 - mw && u <= x1 + mw && v >= y0 - mh && v <= y1 + mh).then_some(c)
+}
+
+/// Share of the object's metric box size `L` beyond which a depth gap (along the viewing
+/// rays, sorted) splits the box's points into separate layers.
+const LAYER_GAP: f32 = 0.5;
+/// A layer needs this share of the points to count as the object rather than a sliver.
+const LAYER_SHARE: f32 = 0.15;
+/// Points further than this many `L` from the running median are dropped (an object's
+/// points lie within its 3D half-diagonal of their median, which can exceed `L`, the size
+/// seen in the image, for tall objects seen from above).
+const TRIM: f32 = 1.5;
+/// Floor of the table band as a share of `L` (≈ 0.5–1.3 mm for 5–13 cm objects).
+const TABLE_BAND_FLOOR: f32 = 0.01;
+/// Rounds of median + trim.
+const TRIM_ROUNDS: usize = 3;
+
+/// What covers an object from the camera: hands as 3D solids (metres) with the factor that
+/// turns point-map units into metres, and/or 2D capsules (pixels) when no metric hint exists.
+#[derive(Debug, Clone, Copy)]
+pub struct Occluders<'a> {
+    /// Pixels inside these are left out.
+    pub capsules: &'a [Capsule],
+    /// Points `p` with `to_metres · p` inside one of these are left out.
+    pub solids: &'a [Solid],
+    /// Point-map units → metres (the frame's scale estimate; 1 for a metric map).
+    pub to_metres: f32,
+}
+
+impl Occluders<'_> {
+    /// Nothing covers the objects.
+    pub const NONE: Occluders<'static> = Occluders {
+        capsules: &[],
+        solids: &[],
+        to_metres: 1.0,
+    };
+
+    fn covers(&self, u: f32, v: f32, p: Vec3) -> bool {
+        if self.capsules.iter().any(|c| c.contains(u, v)) {
+            return true;
+        }
+        let q = p.map(|c| c * self.to_metres);
+        self.solids.iter().any(|s| s.contains(q))
+    }
+}
+
+/// **The object's visible-surface position**: per-axis median of the box's points that belong
+/// to the object, in point-map units (see the module docs). `None` when the box is degenerate,
+/// outside the image or holds no object point.
+///
+/// 1. Seed and size: the central-region median ([`surface_position`]) and the metric box size
+///    `L = max(box_w/fx, box_h/fy)·z`.
+/// 2. Table: a plane fitted to the ring around the box (RANSAC, then least squares); points
+///    within a band of it (3 × the ring's median residual, at least `0.01·L`) are table. A
+///    plane through or in front of the seed is not a support and is ignored.
+/// 3. Hands: points inside the hands' 3D solids (bones, palm, forearm) are left out.
+/// 4. Layers: the remaining points, sorted by distance from the camera, split where
+///    consecutive distances jump by more than `0.5·L`; the farthest layer holding at least
+///    15 % of them is the object (what covers an object is in front of it: a forearm or hand
+///    the solids missed, another object).
+/// 5. Median, then three rounds of dropping points further than `1.5·L` from it and taking
+///    the median again.
+pub fn visible_position(
+    pm: &PointMap,
+    k: &Intrinsics,
+    bbox: [f32; 4],
+    occluders: &Occluders<'_>,
+) -> Option<Vec3> {
+    let seed = surface_position(pm, bbox, DEFAULT_CENTRAL_FRACTION, occluders.capsules)?;
+    let [x0, y0, x1, y1] = bbox;
+    let size = ((x1 - x0) / k.fx).max((y1 - y0) / k.fy) * seed[2];
+    if !(size > 0.0 && size.is_finite()) {
+        return None;
+    }
+    let tol = TABLE_TOLERANCE * size;
+    let plane = table_plane(pm, bbox, tol).filter(|pl| pl.height(seed) > tol);
+    let band = plane.map_or(tol, |pl| {
+        let spread = ring_spread(pm, bbox, &pl, tol).unwrap_or(tol);
+        (3.0 * spread).max(TABLE_BAND_FLOOR * size).min(tol)
+    });
+    let (c0, c1) = pixel_range(x0, x1, pm.width())?;
+    let (r0, r1) = pixel_range(y0, y1, pm.height())?;
+    let mut pts = Vec::new();
+    for row in r0..=r1 {
+        for col in c0..=c1 {
+            let Some(p) = pm.get(col, row) else { continue };
+            if plane.is_some_and(|pl| pl.height(p) <= band) {
+                continue;
+            }
+            if occluders.covers(col as f32 + 0.5, row as f32 + 0.5, p) {
+                continue;
+            }
+            pts.push(p);
+        }
+    }
+    if let Some((lo, hi)) = farthest_layer(&pts, LAYER_GAP * size, LAYER_SHARE) {
+        pts.retain(|p| (lo..=hi).contains(&norm(*p)));
+    }
+    let mut m = median_point(&pts)?;
+    for _ in 0..TRIM_ROUNDS {
+        let kept: Vec<Vec3> = pts
+            .iter()
+            .copied()
+            .filter(|p| norm(crate::geometry::sub(*p, m)) < TRIM * size)
+            .collect();
+        m = median_point(&kept).unwrap_or(m);
+    }
+    Some(m)
+}
+
+/// Per-axis median; `None` when empty.
+fn median_point(pts: &[Vec3]) -> Option<Vec3> {
+    Some([
+        median(pts.iter().map(|p| p[0]))?,
+        median(pts.iter().map(|p| p[1]))?,
+        median(pts.iter().map(|p| p[2]))?,
+    ])
+}
+
+/// The distance range `[lo, hi]` (from the camera) of the farthest layer with at least
+/// `share` of the points, layers being split at jumps larger than `gap` in the sorted
+/// distances. `None` when empty.
+fn farthest_layer(pts: &[Vec3], gap: f32, share: f32) -> Option<(f32, f32)> {
+    let mut d: Vec<f32> = pts.iter().map(|p| norm(*p)).collect();
+    d.sort_by(f32::total_cmp);
+    let min_count = ((share * d.len() as f32).ceil() as usize).max(1);
+    let mut end = d.len();
+    for i in (0..d.len()).rev() {
+        if i == 0 || d[i] - d[i - 1] > gap {
+            if end - i >= min_count {
+                return Some((d[i], d[end - 1]));
+            }
+            end = i;
+        }
+    }
+    None
+}
+
+/// Median absolute height of the ring's inliers above `plane`.
+fn ring_spread(pm: &PointMap, bbox: [f32; 4], plane: &Plane, tol: f32) -> Option<f32> {
+    let [x0, y0, x1, y1] = bbox;
+    let (mw, mh) = (0.5 * (x1 - x0), 0.5 * (y1 - y0));
+    let (c0, c1) = pixel_range(x0 - mw, x1 + mw, pm.width())?;
+    let (r0, r1) = pixel_range(y0 - mh, y1 + mh, pm.height())?;
+    let mut h = Vec::new();
+    for row in r0..=r1 {
+        for col in c0..=c1 {
+            let (u, v) = (col as f32 + 0.5, row as f32 + 0.5);
+            if u >= x0 && u <= x1 && v >= y0 && v <= y1 {
+                continue;
+            }
+            if let Some(p) = pm.get(col, row) {
+                let d = plane.height(p).abs();
+                if d < tol {
+                    h.push(d);
+                }
+            }
+        }
+    }
+    median(h)
+}
+
+/// A tapered 3D capsule (metres): the segment `a`–`b`, radius `ra` at `a` growing linearly
+/// to `rb` at `b`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Solid {
+    pub a: Vec3,
+    pub b: Vec3,
+    pub ra: f32,
+    pub rb: f32,
+}
+
+impl Solid {
+    pub fn contains(&self, p: Vec3) -> bool {
+        let ab = crate::geometry::sub(self.b, self.a);
+        let ap = crate::geometry::sub(p, self.a);
+        let len2 = dot(ab, ab);
+        let t = if len2 > 0.0 {
+            (dot(ap, ab) / len2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let r = self.ra + t * (self.rb - self.ra);
+        let q = [0, 1, 2].map(|i| self.a[i] + t * ab[i] - p[i]);
+        dot(q, q) <= r * r
+    }
+}
+
+/// Half-thickness of an average adult hand at each joint (metres).
+pub const JOINT_HALF_THICKNESS_M: [f32; 21] = [
+    0.019, 0.015, 0.013, 0.012, 0.011, 0.013, 0.012, 0.011, 0.010, 0.013, 0.012, 0.011, 0.010,
+    0.013, 0.012, 0.011, 0.010, 0.012, 0.011, 0.010, 0.009,
+];
+/// Wrist to middle-finger MCP of the average adult hand the thicknesses are for.
+pub const REFERENCE_PALM_M: f32 = 0.093;
+
+/// Forearm prior: a cone from the wrist along the hand's backward axis (wrist − middle MCP),
+/// this long (metres, for the reference hand)...
+const FOREARM_LENGTH_M: f32 = 0.3;
+/// ...this thick at the wrist...
+const FOREARM_RADIUS_M: f32 = 0.03;
+/// ...widening to this at its end: the forearm's direction is not the hand's (the wrist bends),
+/// so the cone opens by ≈ 6° around it.
+const FOREARM_END_RADIUS_M: f32 = 0.06;
+
+/// The 3D solids (metres) a hand occupies: a tapered capsule per bone (the [`BONES`] and the
+/// thumb web) with the joints' half-thickness ([`JOINT_HALF_THICKNESS_M`] scaled by the hand's
+/// size, `|j9 − j0| / 0.093 m`), the palm body, and a forearm cone (see the constants). An
+/// object point inside any of them is hand, not object; nothing is added as a margin because
+/// a point *touching* a finger is the held object's surface.
+pub fn hand_solids(j: &[Vec3; 21]) -> Vec<Solid> {
+    let palm = norm(crate::geometry::sub(j[9], j[0]));
+    let s = if palm.is_finite() && palm > 0.0 {
+        (palm / REFERENCE_PALM_M).clamp(0.7, 1.4)
+    } else {
+        1.0
+    };
+    let r = |i: usize| JOINT_HALF_THICKNESS_M[i] * s;
+    let mut out: Vec<Solid> = BONES
+        .iter()
+        .chain([(1usize, 5usize), (2, 5), (1, 9)].iter())
+        .map(|&(a, b)| Solid {
+            a: j[a],
+            b: j[b],
+            ra: r(a),
+            rb: r(b),
+        })
+        .collect();
+    // The palm body between the index and pinky metacarpals, as thick as the wrist.
+    let mid = |a: usize, b: usize| [0, 1, 2].map(|i| 0.5 * (j[a][i] + j[b][i]));
+    out.push(Solid {
+        a: mid(0, 5),
+        b: mid(0, 17),
+        ra: r(0),
+        rb: r(0),
+    });
+    let back = crate::geometry::sub(j[0], j[9]);
+    let n = norm(back);
+    if n.is_finite() && n > 0.0 {
+        out.push(Solid {
+            a: j[0],
+            b: [0, 1, 2].map(|i| j[0][i] + FOREARM_LENGTH_M * s * back[i] / n),
+            ra: FOREARM_RADIUS_M * s,
+            rb: FOREARM_END_RADIUS_M * s,
+        });
+    }
+    out
 }
 
 /// Per-axis median of the valid points in the central region of `bbox = [x0, y0, x1, y1]`
@@ -450,6 +769,14 @@ mod tests {
     use super::*;
     use crate::geometry::{Intrinsics, backproject};
 
+    /// The bounding-volume centre estimators.
+    fn centre_cfg() -> ObjectsConfig {
+        ObjectsConfig {
+            complete_depth: true,
+            ..ObjectsConfig::default()
+        }
+    }
+
     /// A sphere of radius `r` at `c` in front of a wall at depth `wall`; returns the depth map.
     fn sphere_scene(k: &Intrinsics, c: Vec3, r: f32, wall: f32) -> Vec<f32> {
         let mut depth = vec![wall; (k.width * k.height) as usize];
@@ -491,15 +818,15 @@ mod tests {
         let full = surface_position(&pm, bbox, 1.0, &[]).unwrap();
         assert!(full[2] > p[2] + 1e-3, "full box {full:?} vs central {p:?}");
         // The thickness prior removes most of the bias: within 3 mm of the true centre.
-        let cfg = ObjectsConfig::default();
-        let q = raw_object_position(&pm, &k, bbox, &[], &cfg).unwrap();
+        let cfg = centre_cfg();
+        let q = raw_object_position(&pm, &k, bbox, &Occluders::NONE, &cfg).unwrap();
         assert!(
             norm(crate::geometry::sub(q, c)) < 0.003,
             "completed {q:?} vs {c:?}"
         );
         // Scale equivariance: the estimate on s·P is s times the estimate on P.
         let s = 2.5;
-        let qs = raw_object_position(&pm.scaled(s), &k, bbox, &[], &cfg).unwrap();
+        let qs = raw_object_position(&pm.scaled(s), &k, bbox, &Occluders::NONE, &cfg).unwrap();
         for i in 0..3 {
             assert!((qs[i] - s * q[i]).abs() < 1e-5);
         }
@@ -579,11 +906,11 @@ mod tests {
             "surface {surf:?}"
         );
         // The default path takes the segmented centre; scale equivariance holds.
-        let cfg = ObjectsConfig::default();
-        let q = raw_object_position(&pm, &k, bbox, &[], &cfg).unwrap();
+        let cfg = centre_cfg();
+        let q = raw_object_position(&pm, &k, bbox, &Occluders::NONE, &cfg).unwrap();
         assert_eq!(q, p);
         let s = 0.4;
-        let qs = raw_object_position(&pm.scaled(s), &k, bbox, &[], &cfg).unwrap();
+        let qs = raw_object_position(&pm.scaled(s), &k, bbox, &Occluders::NONE, &cfg).unwrap();
         for i in 0..3 {
             assert!((qs[i] - s * q[i]).abs() < 1e-4, "{qs:?} vs {q:?}");
         }
@@ -612,9 +939,20 @@ mod tests {
     fn degenerate_boxes_give_none() {
         let k = Intrinsics::from_hfov(16, 12, 60.0).unwrap();
         let pm = backproject(&vec![1.0; 16 * 12], &k).unwrap();
-        let cfg = ObjectsConfig::default();
-        assert!(raw_object_position(&pm, &k, [5.0, 5.0, 5.0, 8.0], &[], &cfg).is_none());
-        assert!(raw_object_position(&pm, &k, [100.0, 100.0, 120.0, 130.0], &[], &cfg).is_none());
+        let cfg = centre_cfg();
+        assert!(
+            raw_object_position(&pm, &k, [5.0, 5.0, 5.0, 8.0], &Occluders::NONE, &cfg).is_none()
+        );
+        assert!(
+            raw_object_position(
+                &pm,
+                &k,
+                [100.0, 100.0, 120.0, 130.0],
+                &Occluders::NONE,
+                &cfg
+            )
+            .is_none()
+        );
         // A one-pixel box still gives the pixel under its centre.
         assert!(surface_position(&pm, [3.1, 3.1, 3.4, 3.4], 0.5, &[]).is_some());
     }

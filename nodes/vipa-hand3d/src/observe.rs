@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::error::{Hand3dError, Result};
 use crate::geometry::{Intrinsics, PointMap, Pose, Vec3};
-use crate::objects::{Capsule, hand_capsules, raw_object_position};
+use crate::objects::{Capsule, Occluders, Solid, hand_capsules, hand_solids, raw_object_position};
+use crate::stats::median;
 
 /// Number of hand joints (MediaPipe / MANO-21 order, 0 = wrist).
 pub const N_JOINTS: usize = 21;
@@ -172,13 +173,33 @@ pub fn observe_frame(
     } else {
         Vec::new()
     };
+    let solids: Vec<Solid> = input
+        .hands
+        .iter()
+        .flat_map(|h| hand_solids(&h.joints))
+        .collect();
+    // The visible-surface estimator tests points against the hands in 3D, which needs the
+    // map in metres: this frame's own calibration (the clip's scale is not known yet). With
+    // too few joints for one, the 2D capsules stand in.
+    let occluders = match frame_scale_hint(&hands, cfg) {
+        Some(s) if !cfg.objects.complete_depth => Occluders {
+            capsules: &[],
+            solids: &solids,
+            to_metres: s,
+        },
+        _ => Occluders {
+            capsules: &mask,
+            solids: &[],
+            to_metres: 1.0,
+        },
+    };
     let objects = input
         .objects
         .iter()
         .map(|o| ObjectObservation {
             name: o.name.clone(),
             bbox: o.bbox,
-            raw_position: raw_object_position(pm, k, o.bbox, &mask, &cfg.objects),
+            raw_position: raw_object_position(pm, k, o.bbox, &occluders, &cfg.objects),
         })
         .collect();
     Ok(FrameObservation {
@@ -187,4 +208,22 @@ pub fn observe_frame(
         objects,
         camera_pose: input.camera_pose,
     })
+}
+
+/// The frame's own scale (the paper's formula over its valid joints, with the configured
+/// surface offset); `None` without a valid joint. One joint is enough here: the hand solids
+/// only need the map in metres to within a few per cent (a held object may leave just two or
+/// three joints in view).
+fn frame_scale_hint(hands: &[HandObservation], cfg: &Config) -> Option<f32> {
+    let offset = cfg.calibration.surface_offset_m;
+    let ratios: Vec<f32> = hands
+        .iter()
+        .flat_map(|h| {
+            (0..N_JOINTS)
+                .filter(|&k| h.valid[k] && h.map_z[k] > 0.0)
+                .map(move |k| (h.joints[k][2] - offset) / h.map_z[k])
+        })
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .collect();
+    median(ratios)
 }

@@ -49,7 +49,10 @@ fn synth_scale_recovery_and_answers_against_ground_truth() {
         let a = annotate_clip(&clip_inputs(&truth, scaled, &cfg).unwrap(), &cfg).unwrap();
         scale_err_offset.push((a.stats.scale * factor - 1.0).abs());
 
-        // Sidecar backend: object answers against ground-truth centres.
+        // Sidecar backend: object answers against ground-truth bounding-volume centres, with
+        // the centre estimator (the default visible-surface position is scored against its
+        // own truth in tests/qa_truth.rs).
+        cfg.objects.complete_depth = true;
         let ann = annotate_clip(
             &clip_inputs(&truth, SynthBackend::Sidecar, &cfg).unwrap(),
             &cfg,
@@ -126,18 +129,19 @@ fn missing_sidecar_is_one_clear_error() {
 }
 
 /// Diagnostics: 3D object-centre error against the sidecar's `centre_cam`, per shape and
-/// grasp state, with the table-segmented estimator and with the central-region median +
-/// thickness prior. Ground-truth depth, so every error here is the estimator's.
+/// grasp state, with the bounding-volume centre estimators (`complete_depth` on): the
+/// table-segmented one and the central-region median + thickness prior. Ground-truth depth, so every error here is the estimator's.
 #[test]
 fn object_centre_error_by_shape() {
     use std::collections::BTreeMap;
     use vipa_hand3d::backend::sidecar_point_map;
-    use vipa_hand3d::objects::{hand_capsules, raw_object_position};
+    use vipa_hand3d::objects::{Occluders, hand_capsules, raw_object_position};
     use vipa_hand3d::synth::{frame_parts, intrinsics};
     // (shape, grasped) → (segmented errors, prior errors)
     type Errs = (Vec<f32>, Vec<f32>);
     let mut by: BTreeMap<(String, bool), Errs> = BTreeMap::new();
-    let seg = Config::default().objects;
+    let mut seg = Config::default().objects;
+    seg.complete_depth = true;
     let mut prior = seg.clone();
     prior.segment_table = false;
     for index in 0..4 {
@@ -165,10 +169,15 @@ fn object_centre_error_by_shape() {
                     .iter()
                     .any(|h| h.grasped_object.as_deref() == Some(o.name.as_str()));
                 let e = by.entry((shape, grasped)).or_default();
-                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &mask, &seg) {
+                let occ = Occluders {
+                    capsules: &mask,
+                    solids: &[],
+                    to_metres: 1.0,
+                };
+                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &occ, &seg) {
                     e.0.push(norm(sub(p, t.centre_cam)));
                 }
-                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &mask, &prior) {
+                if let Some(p) = raw_object_position(&pm, &k, o.bbox, &occ, &prior) {
                     e.1.push(norm(sub(p, t.centre_cam)));
                 }
             }
