@@ -104,6 +104,14 @@ impl Checkpoint {
         }
     }
 
+    /// Puts in-memory tensors in front of this checkpoint's files: they win where both hold a
+    /// name (e.g. a stage-1 checkpoint's fusion weights over a pretrained base).
+    pub fn prepend_tensors(mut self, label: &str, tensors: HashMap<String, Tensor>) -> Self {
+        self.files
+            .insert(0, (PathBuf::from(label), Store::Memory(tensors)));
+        self
+    }
+
     /// The files, in search order.
     pub fn paths(&self) -> Vec<&Path> {
         self.files.iter().map(|(p, _)| p.as_path()).collect()

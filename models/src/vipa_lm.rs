@@ -255,7 +255,7 @@ mod tests {
 
     fn tiny_cfg() -> VipaConfig {
         let mut llm = LlmConfig::tiny(Arch::Llama);
-        llm.vocab_size = TextCodec::Bytes.min_vocab();
+        llm.vocab_size = TextCodec::bytes().min_vocab();
         VipaConfig {
             vision: VipaVisionConfig::tiny(),
             llm,
@@ -289,7 +289,7 @@ mod tests {
         let varmap = VarMap::new();
         let model = VipaLm::new(&tiny_cfg(), &policy, &w, &varmap, &dev).unwrap();
         let (vit, spa) = inputs(&model, &dev);
-        let codec = TextCodec::Bytes;
+        let codec = TextCodec::bytes();
         let img = model.visual_embeds(&vit, Some(&spa), Some(7)).unwrap();
         let prompt = model
             .prompt_embeds(&codec.prompt("where is the cup?", 1).unwrap(), &img)
@@ -367,7 +367,7 @@ mod tests {
         )
         .unwrap();
         let (vit, spa) = inputs(&model, &dev);
-        let codec = TextCodec::Bytes;
+        let codec = TextCodec::bytes();
         let img = model.visual_embeds(&vit, Some(&spa), None).unwrap();
         let prompt = model
             .prompt_embeds(&codec.prompt("q?", 1).unwrap(), &img)

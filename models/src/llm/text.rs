@@ -8,6 +8,10 @@
 //!   (tests and CI have no pretrained tokenizer; a byte vocabulary of 258 keeps the test LLM
 //!   tiny and the rendering exact).
 //!
+//! Stage 2 adds the 3 × 1024 motion tokens ([`TextCodec::with_motion`]): to a Hugging Face
+//! tokenizer as special tokens (one id each, never split), and to the byte codec as ids
+//! `258 … 258 + 3071`, recognised in text as `<mx_i>`, `<my_j>`, `<mz_k>`.
+//!
 //! The image features are not tokens: a prompt is a list of [`Segment`]s, and the caller
 //! embeds text segments and concatenates image features in between (equivalent to InternVL's
 //! `<IMG_CONTEXT>` splicing, without needing that token in a tokenizer that lacks it).
@@ -15,6 +19,7 @@
 use candle_core::{Result, bail};
 use tokenizers::Tokenizer;
 
+use super::motion::{Axis, MOTION_BINS, MotionVocab};
 use super::tokenizer::{decode, encode};
 
 /// Byte vocabulary: ids 0–255 are bytes, [`BYTE_EOS`] ends an answer, [`BYTE_PAD`] is spare.
@@ -37,7 +42,10 @@ pub enum Segment {
 #[derive(Debug, Clone)]
 pub enum TextCodec {
     /// One token per byte; plain layout `Frame 1: <image>\n…question\nAnswer: `.
-    Bytes,
+    Bytes {
+        /// Motion tokens after the byte vocabulary (stage 2).
+        motion: Option<MotionVocab>,
+    },
     /// A Hugging Face tokenizer; ChatML layout when `chat` is set.
     Hf {
         tokenizer: Box<Tokenizer>,
@@ -45,7 +53,24 @@ pub enum TextCodec {
         chat: Option<(u32, u32)>,
         /// The id that ends an answer (`<|im_end|>` with ChatML, else the model's EOS).
         eos: u32,
+        /// Motion tokens added to the tokenizer (stage 2).
+        motion: Option<MotionVocab>,
     },
+}
+
+/// Parses `<mx_12>` at the start of `s`: `(axis, bin, length in bytes)`.
+fn motion_token_at(s: &str) -> Option<(Axis, usize, usize)> {
+    let rest = s.strip_prefix("<m")?;
+    let axis = match rest.as_bytes().first()? {
+        b'x' => Axis::X,
+        b'y' => Axis::Y,
+        b'z' => Axis::Z,
+        _ => return None,
+    };
+    let rest = rest.get(1..)?.strip_prefix('_')?;
+    let end = rest.find('>')?;
+    let bin: usize = rest[..end].parse().ok()?;
+    (bin < MOTION_BINS && end <= 4).then_some((axis, bin, 2 + 1 + 1 + end + 1))
 }
 
 impl TextCodec {
@@ -70,13 +95,76 @@ impl TextCodec {
             tokenizer: Box::new(tokenizer),
             chat,
             eos,
+            motion: None,
         })
+    }
+
+    /// The byte codec (no motion tokens).
+    pub fn bytes() -> Self {
+        Self::Bytes { motion: None }
+    }
+
+    /// Adds the motion tokens (stage 2) and returns where they landed.
+    pub fn with_motion(self) -> Result<(Self, MotionVocab)> {
+        match self {
+            Self::Bytes { motion: Some(m) }
+            | Self::Hf {
+                motion: Some(m), ..
+            } => {
+                bail!(
+                    "the motion tokens were already added (ids from {})",
+                    m.first_id()
+                )
+            }
+            Self::Bytes { motion: None } => {
+                let m = MotionVocab::new(BYTE_VOCAB as u32);
+                Ok((Self::Bytes { motion: Some(m) }, m))
+            }
+            Self::Hf {
+                mut tokenizer,
+                chat,
+                eos,
+                motion: None,
+            } => {
+                let m = MotionVocab::add_to_tokenizer(&mut tokenizer)?;
+                Ok((
+                    Self::Hf {
+                        tokenizer,
+                        chat,
+                        eos,
+                        motion: Some(m),
+                    },
+                    m,
+                ))
+            }
+        }
+    }
+
+    /// The motion tokens, when added.
+    pub fn motion(&self) -> Option<MotionVocab> {
+        match self {
+            Self::Bytes { motion } | Self::Hf { motion, .. } => *motion,
+        }
     }
 
     /// Token ids of `text` (no special tokens added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
-            Self::Bytes => Ok(text.bytes().map(u32::from).collect()),
+            Self::Bytes { motion: None } => Ok(text.bytes().map(u32::from).collect()),
+            Self::Bytes { motion: Some(m) } => {
+                let mut ids = Vec::with_capacity(text.len());
+                let mut i = 0;
+                while i < text.len() {
+                    if let Some((axis, bin, len)) = motion_token_at(&text[i..]) {
+                        ids.push(m.id(axis, bin)?);
+                        i += len;
+                    } else {
+                        ids.push(u32::from(text.as_bytes()[i]));
+                        i += 1;
+                    }
+                }
+                Ok(ids)
+            }
             Self::Hf { tokenizer, .. } => encode(tokenizer, text),
         }
     }
@@ -86,8 +174,15 @@ impl TextCodec {
         let eos = self.eos();
         let ids: Vec<u32> = ids.iter().copied().filter(|&i| i != eos).collect();
         match self {
-            Self::Bytes => {
-                let bytes: Vec<u8> = ids.iter().filter_map(|&i| u8::try_from(i).ok()).collect();
+            Self::Bytes { motion } => {
+                let mut bytes: Vec<u8> = Vec::with_capacity(ids.len());
+                for &i in &ids {
+                    if let Ok(b) = u8::try_from(i) {
+                        bytes.push(b);
+                    } else if let Some((axis, bin)) = motion.and_then(|m| m.decode(i)) {
+                        bytes.extend(MotionVocab::token_name(axis, bin).bytes());
+                    }
+                }
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
             Self::Hf { tokenizer, .. } => decode(tokenizer, &ids),
@@ -97,7 +192,7 @@ impl TextCodec {
     /// The id that ends an answer.
     pub fn eos(&self) -> u32 {
         match self {
-            Self::Bytes => BYTE_EOS,
+            Self::Bytes { .. } => BYTE_EOS,
             Self::Hf { eos, .. } => *eos,
         }
     }
@@ -105,7 +200,8 @@ impl TextCodec {
     /// Smallest LLM vocabulary that holds every id this codec produces.
     pub fn min_vocab(&self) -> usize {
         match self {
-            Self::Bytes => BYTE_VOCAB,
+            Self::Bytes { motion: None } => BYTE_VOCAB,
+            Self::Bytes { motion: Some(m) } => m.end(),
             Self::Hf { tokenizer, .. } => tokenizer.get_vocab_size(true),
         }
     }
@@ -156,7 +252,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_layout() {
-        let c = TextCodec::Bytes;
+        let c = TextCodec::bytes();
         let ids = c.answer_ids("left, 0.44m").unwrap();
         assert_eq!(*ids.last().unwrap(), BYTE_EOS);
         assert_eq!(c.decode(&ids).unwrap(), "left, 0.44m");
@@ -181,5 +277,23 @@ mod tests {
             "Frame 1: \nFrame 2: \nWhere?\nAnswer: "
         );
         assert!(text.iter().all(|&i| (i as usize) < c.min_vocab()));
+    }
+
+    #[test]
+    fn byte_codec_motion_tokens_are_single_ids() {
+        let (c, m) = TextCodec::bytes().with_motion().unwrap();
+        assert_eq!(m.first_id(), BYTE_VOCAB as u32);
+        assert_eq!(c.min_vocab(), BYTE_VOCAB + MotionVocab::LEN);
+        let text = "go <mx_0><my_1023><mz_17> then <mx_5>";
+        let ids = c.encode(text).unwrap();
+        assert_eq!(ids.len(), 3 + 3 + 6 + 1);
+        assert_eq!(ids[3], m.id(Axis::X, 0).unwrap());
+        assert_eq!(ids[4], m.id(Axis::Y, 1023).unwrap());
+        assert_eq!(c.decode(&ids).unwrap(), text);
+        // Not motion tokens: out-of-range bin, unknown axis, unterminated.
+        for s in ["<mx_1024>", "<mw_3>", "<mx_3"] {
+            assert_eq!(c.encode(s).unwrap().len(), s.len(), "{s}");
+        }
+        assert!(c.with_motion().is_err());
     }
 }

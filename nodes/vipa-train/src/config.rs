@@ -9,6 +9,8 @@
 //! weights: []             # more safetensors for frozen groups (e.g. the InternVL3.5-2B
 //!                         # shards: `mlp1.*`, `language_model.*`)
 //! tokenizer: null         # tokenizer.json; null = the GGUF's tokenizer, or bytes for `tiny`
+//! init_from: null         # start trainable weights from this checkpoint (folder, or a
+//!                         # checkpoints/ folder: its newest), e.g. stage 2 from stage 1
 //! train_projector: null   # null = the preset's default (true for tiny/small: their vision
 //!                         # side is random-init; false for internvl3_5_2b, as the paper)
 //! seed: 0                 # init, dropout masks; the data order is the reader's seed
@@ -105,6 +107,7 @@ pub struct TrainConfig {
     pub llm_weights: Option<PathBuf>,
     pub weights: Paths,
     pub tokenizer: Option<PathBuf>,
+    pub init_from: Option<PathBuf>,
     pub train_projector: Option<bool>,
     pub seed: u64,
     pub out_dir: PathBuf,
@@ -135,6 +138,7 @@ impl Default for TrainConfig {
             llm_weights: None,
             weights: Paths::default(),
             tokenizer: None,
+            init_from: None,
             train_projector: None,
             seed: 0,
             out_dir: PathBuf::from("../out/pretrain"),

@@ -1,11 +1,14 @@
 //! Builds the trainer's model ([`VipaLm`]) and tokenizer for a preset, and turns a joined
 //! sample into model inputs.
 //!
-//! | preset | vision side (encoder nodes) | LLM | tokenizer | trains in stage 1 |
-//! |---|---|---|---|---|
-//! | `tiny` | tiny InternViT + tiny point-map ViT, seeded random | 2-layer Llama, seeded random, 258-token byte vocabulary | bytes | fusion + projector + LLM |
-//! | `small` | small InternViT (384 wide, 224 px) + small point-map ViT, seeded random | SmolLM2-135M-Instruct (GGUF, frozen) | the GGUF's | fusion + projector |
-//! | `internvl3_5_2b` | InternViT-300M (checkpoint) + point-map ViT | Qwen3 of InternVL3.5-2B (checkpoint) | `tokenizer.json` | fusion (paper) |
+//! | preset | vision side (encoder nodes) | LLM | tokenizer | trains in stage 1 | trains in stage 2 |
+//! |---|---|---|---|---|---|
+//! | `tiny` | tiny InternViT + tiny point-map ViT, seeded random | 2-layer Llama, seeded random, 258-token byte vocabulary | bytes | fusion + projector + LLM | fusion + projector + LLM |
+//! | `small` | small InternViT (384 wide, 224 px) + small point-map ViT, seeded random | SmolLM2-135M-Instruct (GGUF) | the GGUF's | fusion + projector | fusion + projector + LLM (motion rows included) |
+//! | `internvl3_5_2b` | InternViT-300M (checkpoint) + point-map ViT | Qwen3 of InternVL3.5-2B (checkpoint) | `tokenizer.json` | fusion (paper) | fusion + LLM (paper; GGUF weights only so far) |
+//!
+//! Stage 2 adds the 3 × 1024 motion tokens to the tokenizer and grows the LLM's embedding
+//! rows (mean-of-rows init, `vipa_models::llm::motion`); motion answers are the tokens.
 //!
 //! Why the projector trains in `tiny` and `small`: no pretrained InternVL of that size exists,
 //! so their projector starts random and a frozen random projector would feed the frozen LLM
@@ -63,7 +66,21 @@ fn under_language_model(tensors: HashMap<String, Tensor>) -> HashMap<String, Ten
         .collect()
 }
 
+/// Where the LLM comes from.
+struct LlmSource {
+    cfg: LlmConfig,
+    codec: TextCodec,
+    /// Frozen weights (`language_model.*` and any `weights` files); `None` = seeded random.
+    frozen: Option<Checkpoint>,
+    /// The same tensors when they are in memory (GGUF), for fine-tuning the LLM.
+    tensors: Option<HashMap<String, Tensor>>,
+}
+
 /// Builds the model. `trainable_init`: weights of a checkpoint being resumed or evaluated.
+///
+/// Trainable values are looked up in order: `trainable_init`, then the `init_from` checkpoint
+/// (e.g. stage 2 starting from stage 1's fusion and projector), then the frozen weights (the
+/// pretrained LLM that stage 2 fine-tunes); what none holds gets the seeded init.
 pub fn build(
     cfg: &TrainConfig,
     trainable_init: Option<HashMap<String, Tensor>>,
@@ -72,7 +89,7 @@ pub fn build(
     let policy = policy(cfg);
     let vision = VipaVisionConfig::preset(&cfg.preset)
         .map_err(|e| eyre!("vision preset `{}`: {e}", cfg.preset))?;
-    let (llm, codec, frozen) = match cfg.preset.as_str() {
+    let src = match cfg.preset.as_str() {
         "tiny" => {
             if cfg.llm_weights.is_some() || cfg.tokenizer.is_some() {
                 bail!(
@@ -80,10 +97,19 @@ pub fn build(
                      `llm_weights` / `tokenizer` or use preset `small`"
                 );
             }
+            let mut codec = TextCodec::bytes();
+            if cfg.stage == 2 {
+                codec = codec.with_motion().map_err(|e| eyre!("{e}"))?.0;
+            }
             let mut llm = LlmConfig::tiny(Arch::Llama);
-            llm.vocab_size = TextCodec::Bytes.min_vocab();
+            llm.vocab_size = codec.min_vocab();
             llm.max_position_embeddings = 4096;
-            (llm, TextCodec::Bytes, None)
+            LlmSource {
+                cfg: llm,
+                codec,
+                frozen: None,
+                tensors: None,
+            }
         }
         _ => {
             let path = cfg.llm_weights.as_deref().ok_or_else(|| {
@@ -97,14 +123,39 @@ pub fn build(
     };
     let model_cfg = VipaConfig {
         vision,
-        llm,
+        llm: src.cfg,
         image_token_id: 0,
     };
+    let frozen = src.frozen.map(Arc::new);
+    let codec = src.codec;
+    // The trainable init, as one layered checkpoint.
+    let mut init: Option<Checkpoint> = None;
+    let trains_llm = policy.is_trainable(vipa_models::stage::ParamGroup::Llm);
+    if trains_llm && let Some(t) = &src.tensors {
+        // The pretrained LLM is the starting point of its own fine-tuning (the same tensors:
+        // cloning the map shares their storage).
+        init = Some(Checkpoint::from_tensors("the pretrained LLM", t.clone()));
+    }
+    if let Some(from) = &cfg.init_from {
+        let mut loaded = load_init_from(from, dev)?;
+        grow_vocab(&mut loaded.1, &model_cfg.llm, cfg.seed)?;
+        let label = format!("init_from {}", loaded.0.display());
+        init = Some(match init {
+            Some(base) => base.prepend_tensors(&label, loaded.1),
+            None => Checkpoint::from_tensors(&label, loaded.1),
+        });
+    }
+    if let Some(w) = trainable_init {
+        let label = "the checkpoint being resumed";
+        init = Some(match init {
+            Some(base) => base.prepend_tensors(label, w),
+            None => Checkpoint::from_tensors(label, w),
+        });
+    }
     let varmap = VarMap::new();
     let weights = VipaLmWeights {
         frozen,
-        trainable_init: trainable_init
-            .map(|w| Arc::new(Checkpoint::from_tensors("the checkpoint being resumed", w))),
+        trainable_init: init.map(Arc::new),
         seed: cfg.seed,
     };
     let model = VipaLm::new(&model_cfg, &policy, &weights, &varmap, dev)
@@ -124,12 +175,69 @@ pub fn build(
     })
 }
 
-/// Loads the LLM (GGUF, or safetensors with `language_model.*` keys) and the tokenizer.
-fn load_llm(
-    cfg: &TrainConfig,
-    path: &Path,
+/// A stage-1 checkpoint whose LLM trained (`tiny`) has the vocabulary without motion tokens;
+/// grow its embedding (and untied head) rows to the stage-2 vocabulary the same way the
+/// pretrained LLM is grown ([`vipa_models::llm::resize_vocab`]).
+fn grow_vocab(
+    weights: &mut HashMap<String, Tensor>,
+    llm: &LlmConfig,
+    seed: u64,
+) -> eyre::Result<()> {
+    const EMBED: &str = "language_model.model.embed_tokens.weight";
+    const HEAD: &str = "language_model.lm_head.weight";
+    let Some(rows) = weights.get(EMBED).and_then(|t| t.dims().first().copied()) else {
+        return Ok(());
+    };
+    if rows >= llm.vocab_size {
+        return Ok(());
+    }
+    let mut plain: HashMap<String, Tensor> = HashMap::new();
+    for key in [EMBED, HEAD] {
+        if let Some(t) = weights.remove(key) {
+            plain.insert(key.trim_start_matches("language_model.").to_owned(), t);
+        }
+    }
+    let mut old = llm.clone();
+    old.vocab_size = rows;
+    vipa_models::llm::resize_vocab(&mut plain, &mut old, llm.vocab_size, seed).map_err(|e| {
+        eyre!(
+            "growing the init_from vocabulary to {}: {e}",
+            llm.vocab_size
+        )
+    })?;
+    weights.extend(
+        plain
+            .into_iter()
+            .map(|(k, v)| (format!("language_model.{k}"), v)),
+    );
+    Ok(())
+}
+
+/// The trainable weights of `init_from`: a checkpoint folder, or a checkpoints folder (its
+/// newest checkpoint).
+fn load_init_from(
+    from: &Path,
     dev: &Device,
-) -> eyre::Result<(LlmConfig, TextCodec, Option<Arc<Checkpoint>>)> {
+) -> eyre::Result<(std::path::PathBuf, HashMap<String, Tensor>)> {
+    let loaded = if from.join("state.json").is_file() {
+        crate::checkpoint::load(from, dev)?
+    } else {
+        crate::Checkpoints::new(from, usize::MAX)
+            .latest(dev)?
+            .ok_or_else(|| {
+                eyre!(
+                    "`init_from` {} holds no checkpoint (run the stage it names first)",
+                    from.display()
+                )
+            })?
+    };
+    tracing::info!(path = %loaded.path.display(), step = loaded.meta.step, "initialising from");
+    Ok((loaded.path, loaded.weights))
+}
+
+/// Loads the LLM (GGUF, or safetensors with `language_model.*` keys) and the tokenizer; in
+/// stage 2 with the motion tokens added to both.
+fn load_llm(cfg: &TrainConfig, path: &Path, dev: &Device) -> eyre::Result<LlmSource> {
     if !path.is_file() {
         bail!(
             "LLM weights {} do not exist; `make weights` fetches SmolLM2-135M for the `small` preset",
@@ -137,43 +245,69 @@ fn load_llm(
         );
     }
     let is_gguf = path.extension().is_some_and(|e| e == "gguf");
-    if is_gguf {
-        let gguf = GgufCheckpoint::load(path, dev)
-            .map_err(|e| eyre!("{e}"))
-            .wrap_err_with(|| format!("loading the GGUF LLM {}", path.display()))?;
-        let tokenizer = match &cfg.tokenizer {
-            Some(t) => load_tokenizer(t).map_err(|e| eyre!("{e}"))?,
-            None => tokenizer_from_gguf(&gguf.content).map_err(|e| eyre!("{e}"))?,
+    if !is_gguf {
+        if cfg.stage == 2 {
+            bail!(
+                "stage 2 grows the LLM vocabulary by the motion tokens; that is implemented for \
+                 GGUF LLM weights (the `small` preset) only so far"
+            );
+        }
+        let tok_path = cfg.tokenizer.as_deref().ok_or_else(|| {
+            eyre!("safetensors LLM weights need `tokenizer` (the checkpoint's tokenizer.json)")
+        })?;
+        let tokenizer = load_tokenizer(tok_path).map_err(|e| eyre!("{e}"))?;
+        let llm = match cfg.preset.as_str() {
+            "internvl3_5_2b" => LlmConfig::internvl3_5_2b(),
+            _ => LlmConfig::small(),
         };
-        let llm = gguf.config.clone();
         let codec = TextCodec::hf(tokenizer, llm.eos_token_id.first().copied())
             .map_err(|e| eyre!("{e}"))?;
-        let mut tensors = under_language_model(gguf.tensors);
-        for extra in cfg.weights.to_vec() {
-            let more = candle_core::safetensors::load(&extra, dev)
-                .map_err(|e| eyre!("{e}"))
-                .wrap_err_with(|| format!("loading frozen weights {}", extra.display()))?;
-            tensors.extend(more);
-        }
-        let ckpt = Checkpoint::from_tensors(&path.display().to_string(), tensors);
-        return Ok((llm, codec, Some(Arc::new(ckpt))));
+        let mut files = vec![path.to_path_buf()];
+        files.extend(cfg.weights.to_vec());
+        let ckpt = Checkpoint::open(&files)
+            .map_err(|e| eyre!("{e}"))
+            .wrap_err("opening the frozen weights")?;
+        return Ok(LlmSource {
+            cfg: llm,
+            codec,
+            frozen: Some(ckpt),
+            tensors: None,
+        });
     }
-    let tok_path = cfg.tokenizer.as_deref().ok_or_else(|| {
-        eyre!("safetensors LLM weights need `tokenizer` (the checkpoint's tokenizer.json)")
-    })?;
-    let tokenizer = load_tokenizer(tok_path).map_err(|e| eyre!("{e}"))?;
-    let llm = match cfg.preset.as_str() {
-        "internvl3_5_2b" => LlmConfig::internvl3_5_2b(),
-        _ => LlmConfig::small(),
-    };
-    let codec =
-        TextCodec::hf(tokenizer, llm.eos_token_id.first().copied()).map_err(|e| eyre!("{e}"))?;
-    let mut files = vec![path.to_path_buf()];
-    files.extend(cfg.weights.to_vec());
-    let ckpt = Checkpoint::open(&files)
+    let gguf = GgufCheckpoint::load(path, dev)
         .map_err(|e| eyre!("{e}"))
-        .wrap_err("opening the frozen weights")?;
-    Ok((llm, codec, Some(Arc::new(ckpt))))
+        .wrap_err_with(|| format!("loading the GGUF LLM {}", path.display()))?;
+    let tokenizer = match &cfg.tokenizer {
+        Some(t) => load_tokenizer(t).map_err(|e| eyre!("{e}"))?,
+        None => tokenizer_from_gguf(&gguf.content).map_err(|e| eyre!("{e}"))?,
+    };
+    let mut llm = gguf.config.clone();
+    let mut codec =
+        TextCodec::hf(tokenizer, llm.eos_token_id.first().copied()).map_err(|e| eyre!("{e}"))?;
+    let mut tensors = gguf.tensors;
+    if cfg.stage == 2 {
+        let (with_motion, vocab) = codec.with_motion().map_err(|e| eyre!("{e}"))?;
+        codec = with_motion;
+        vocab
+            .extend_checkpoint(&mut tensors, &mut llm, cfg.seed)
+            .map_err(|e| eyre!("adding the motion tokens to the LLM: {e}"))?;
+    }
+    let mut tensors = under_language_model(tensors);
+    for extra in cfg.weights.to_vec() {
+        let more = candle_core::safetensors::load(&extra, dev)
+            .map_err(|e| eyre!("{e}"))
+            .wrap_err_with(|| format!("loading frozen weights {}", extra.display()))?;
+        tensors.extend(more);
+    }
+    Ok(LlmSource {
+        cfg: llm,
+        codec,
+        frozen: Some(Checkpoint::from_tensors(
+            &path.display().to_string(),
+            tensors.clone(),
+        )),
+        tensors: Some(tensors),
+    })
 }
 
 fn stack(feats: &[Features], dev: &Device) -> candle_core::Result<Tensor> {

@@ -128,3 +128,51 @@ fn nan_features_are_refused_before_any_update() {
     assert!(text.contains("checkpoint"), "names what is kept: {text}");
     assert_eq!(t.step(), 0);
 }
+
+/// A motion sample: the answer is a waypoint sequence of motion tokens that the features
+/// decide (two classes).
+fn motion_sample(k: u64) -> Joined {
+    let mut j = sample(k);
+    j.sample.task = TaskType::MotionGeneration;
+    j.sample.question = "Move the hand to the cup.".into();
+    j.sample.answer = if !k.is_multiple_of(3) {
+        "<mx_100><my_500><mz_300><mx_120><my_480><mz_310>"
+    } else {
+        "<mx_900><my_500><mz_700><mx_880><my_520><mz_690>"
+    }
+    .into();
+    j
+}
+
+#[test]
+fn stage_two_starts_from_stage_one_and_learns_motion_tokens() {
+    let s1 = tempfile::tempdir().unwrap();
+    let s2 = tempfile::tempdir().unwrap();
+    run(&cfg(s1.path(), 3), None);
+    let cfg2 = TrainConfig {
+        stage: 2,
+        init_from: Some(s1.path().join("checkpoints")),
+        ..cfg(s2.path(), 12)
+    };
+    let dev = Device::Cpu;
+    let mut t = Trainer::new(&cfg2, &dev).unwrap();
+    let mut k = 0;
+    while !t.done() {
+        t.train_sample(&motion_sample(k)).unwrap();
+        k += 1;
+    }
+    let s = t.finish().unwrap();
+    assert!(
+        s.last_loss.unwrap() < 0.5 * s.first_loss.unwrap(),
+        "{:?} → {:?}",
+        s.first_loss,
+        s.last_loss
+    );
+    // The stage-2 checkpoint holds the grown vocabulary (258 bytes + 3072 motion rows).
+    let ckpt = Checkpoints::new(s2.path().join("checkpoints"), 10)
+        .latest(&dev)
+        .unwrap()
+        .unwrap();
+    let embed = &ckpt.weights["language_model.model.embed_tokens.weight"];
+    assert_eq!(embed.dims()[0], 258 + 3072);
+}
