@@ -1,6 +1,41 @@
 //! Object positions from a 2D box and the point map.
 //!
-//! **Choice (default): the centre of the object's table-segmented points**
+//! **What "the object's position" is (default): its visible surface** — the per-axis median
+//! of the camera-frame points of the pixels where the object is the front surface
+//! ([`visible_position`]). The paper derives "its approximate spatial position" from the
+//! GroundingDINO box and the point cloud; this is that statistic made exact: the median of
+//! the cloud's points *on the object*, not of everything the box holds. It is what one view
+//! determines. The centre of the object's bounding volume is not: the back is never seen, a
+//! grasping hand hides the top, and the offset from the visible surface to the centre
+//! depends on the shape (a bowl shows its inside, a mug its handle). Measured on `vipa-synth`
+//! clips with ground-truth depth (`tests/qa_truth.rs`, truth from the renderer's per-pixel
+//! labels, which the estimator never sees): Q&A distances within 1 cm of the truth for
+//! 99.8 % of the object answers of the default sample (24 clips), held objects included;
+//! the centre estimator below reaches 79 % against the bounding-volume centres.
+//!
+//! The box holds more than the object: the table in its corners (and through a mug's
+//! handle), the hand that grasps it, the forearm, sometimes another object. The estimator:
+//! 1. fits the table plane to the ring of pixels around the box (RANSAC, then least squares
+//!    on the inliers) and drops the box's points within a band of it (3 × the ring's median
+//!    residual, at least 1 % of the object's metric size `L`);
+//! 2. drops points inside the hands' 3D solids ([`hand_solids`]: each bone a tapered capsule
+//!    as thick as the joints of an average adult hand scaled by the hand's palm length, the
+//!    palm body, and a forearm cone from the wrist along the hand's backward axis). The
+//!    solids are metric and the map is not yet calibrated, so the frame's own scale (the
+//!    paper's formula over its visible joints) converts the points first; without one,
+//!    2D capsules around the projected bones stand in;
+//! 3. keeps the farthest depth layer with at least 15 % of the points (layers split at jumps
+//!    over `0.5·L` in the sorted distances from the camera): what covers an object is in front
+//!    of it, e.g. a forearm the cone missed;
+//! 4. takes the median, then three rounds of dropping points over `1.5·L` from it.
+//!
+//! Per-axis medians scale with the map (`median(s·P) = s·median(P)`, and every threshold is
+//! a share of `L` or the ring's own residual), so it runs on the uncalibrated map and the
+//! clip's scale is applied afterwards — the node never keeps a point map.
+//!
+//! **Option `objects.complete_depth`: the centre of the bounding volume.**
+//!
+//! **The centre of the object's table-segmented points**
 //! ([`segmented_position`]). The box holds the object, but also the table in its corners (and
 //! through a mug's handle or around a bowl's rim), the hand that grasps it, and sometimes the
 //! background. The statistic:
@@ -921,6 +956,123 @@ mod tests {
             radius: 500.0,
         };
         assert!(segmented_position(&pm, &k, bbox, &[all]).is_none());
+    }
+
+    /// A ball on a table with a bar 4 cm in front of it across the middle columns, the bar's
+    /// pixels, the box of the ball's pixels, and the exact visible surface: the per-axis median
+    /// of the ball's points not behind the bar (classified here by the known geometry).
+    #[allow(clippy::type_complexity)]
+    fn ball_behind_bar(k: &Intrinsics) -> (Vec<f32>, Vec<(u32, u32)>, [f32; 4], Vec3, f32) {
+        let r = 0.03;
+        let (mut depth, c) = ball_on_table(k, r, 0.6);
+        let pm = backproject(&depth, k).unwrap();
+        let mut ball = Vec::new();
+        let mut bbox = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+        for row in 0..k.height {
+            for col in 0..k.width {
+                if let Some(p) = pm.get(col, row)
+                    && (norm(crate::geometry::sub(p, c)) - r).abs() < 1e-3
+                {
+                    ball.push((col, row, p));
+                    let (u, v) = (col as f32, row as f32);
+                    bbox = [
+                        bbox[0].min(u),
+                        bbox[1].min(v),
+                        bbox[2].max(u + 1.0),
+                        bbox[3].max(v + 1.0),
+                    ];
+                }
+            }
+        }
+        let mid = (0.5 * (bbox[0] + bbox[2])) as u32;
+        let zbar = c[2] - r - 0.04;
+        let mut bar = Vec::new();
+        for row in 0..k.height {
+            for col in mid - 2..=mid + 2 {
+                depth[(row * k.width + col) as usize] = zbar;
+                bar.push((col, row));
+            }
+        }
+        let seen: Vec<Vec3> = ball
+            .iter()
+            .filter(|(col, _, _)| col.abs_diff(mid) > 2)
+            .map(|b| b.2)
+            .collect();
+        let truth = [0, 1, 2].map(|a| crate::stats::median(seen.iter().map(|p| p[a])).unwrap());
+        (depth, bar, bbox, truth, zbar)
+    }
+
+    #[test]
+    fn visible_surface_of_a_ball_behind_a_bar() {
+        let k = Intrinsics::from_hfov(160, 120, 60.0).unwrap();
+        let (depth, bar, bbox, truth, zbar) = ball_behind_bar(&k);
+        assert!(bar.len() > 100 && bbox[2] - bbox[0] > 10.0);
+        let pm = backproject(&depth, &k).unwrap();
+        // The bar is in front, so the layer rule leaves it out even unmasked.
+        let p = visible_position(&pm, &k, bbox, &Occluders::NONE).unwrap();
+        assert!(
+            norm(crate::geometry::sub(p, truth)) < 0.001,
+            "{p:?} vs {truth:?}"
+        );
+        // A 3D solid around the bar (as the hand solids are) does the same, and the estimate
+        // scales with the map when the solid test gets the matching factor.
+        let u = 0.5 * (bbox[0] + bbox[2]);
+        let solid = Solid {
+            a: k.unproject(u, 0.0, zbar),
+            b: k.unproject(u, k.height as f32, zbar),
+            ra: 0.01,
+            rb: 0.01,
+        };
+        let occ = Occluders {
+            capsules: &[],
+            solids: &[solid],
+            to_metres: 1.0,
+        };
+        let q = visible_position(&pm, &k, bbox, &occ).unwrap();
+        assert!(
+            norm(crate::geometry::sub(q, truth)) < 0.001,
+            "{q:?} vs {truth:?}"
+        );
+        let s = 2.5;
+        let occ_s = Occluders {
+            to_metres: 1.0 / s,
+            ..occ
+        };
+        let qs = visible_position(&pm.scaled(s), &k, bbox, &occ_s).unwrap();
+        for i in 0..3 {
+            assert!((qs[i] - s * q[i]).abs() < 1e-4, "{qs:?} vs {q:?}");
+        }
+        // The default config takes this estimator.
+        let r = raw_object_position(&pm, &k, bbox, &occ, &ObjectsConfig::default()).unwrap();
+        assert_eq!(r, q);
+    }
+
+    #[test]
+    fn hand_solids_cover_the_hand_and_not_a_held_object() {
+        // A flat right hand along +x at 0.5 m (palm length 9.3 cm), fingers straight.
+        let mut j = [[0.0f32, 0.0, 0.5]; 21];
+        for (f, y) in [
+            (1usize, 0.03f32),
+            (5, 0.02),
+            (9, 0.0),
+            (13, -0.018),
+            (17, -0.034),
+        ] {
+            for s in 0..4 {
+                let x = if f == 1 { 0.03 } else { 0.093 } + 0.025 * s as f32;
+                j[f + s] = [x, y, 0.5];
+            }
+        }
+        let solids = hand_solids(&j);
+        let inside = |p: Vec3| solids.iter().any(|s| s.contains(p));
+        // Joint centres, a point on the middle finger's skin, the palm.
+        assert!(inside(j[0]) && inside(j[12]) && inside([0.12, 0.0, 0.5 - 0.009]));
+        assert!(inside([0.05, 0.0, 0.5 - 0.015]));
+        // The forearm: behind the wrist along the hand's axis, 15 cm back.
+        assert!(inside([-0.15, 0.0, 0.5]) && !inside([-0.15, 0.2, 0.5]));
+        // A held object's surface 2 mm beyond the finger's skin is not hand.
+        assert!(!inside([0.12, 0.0, 0.5 - 0.0125]));
+        assert!(!inside([0.3, 0.0, 0.5]));
     }
 
     #[test]
