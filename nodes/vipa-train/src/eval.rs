@@ -167,6 +167,15 @@ impl Evaluator {
                 tracing::debug!(question = %s.question_id, "no numeric truth: not scored");
             }
         }
+        if self.scored().is_multiple_of(10) {
+            let so_far = evaluate(self.scored.iter().map(|(_, t, p)| (t, p.as_str())));
+            tracing::info!(
+                samples = self.scored(),
+                parse_rate = so_far.parse_rate,
+                direction_score = so_far.direction_score,
+                "evaluating"
+            );
+        }
         Ok(())
     }
 
