@@ -19,8 +19,9 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use vipa_hand3d::answer::{Directions, parse_answer};
+use vipa_hand3d::backend::ScaledBackend;
 use vipa_hand3d::geometry::{Vec3, norm, sub};
-use vipa_hand3d::synth::{SynthBackend, clip_inputs};
+use vipa_hand3d::synth::{SynthBackend, clip_inputs, clip_seed};
 use vipa_hand3d::{Config, Task, annotate_clip};
 use vipa_synth::render::label_object;
 use vipa_synth::{GeneratedClip, SynthConfig, generate_clip};
@@ -90,17 +91,17 @@ struct Tally {
 
 /// Annotates clips `0..n` of the default sample settings and scores every spatial-relation
 /// and task-completion answer.
-fn score(n: u32, cfg: &Config) -> Tally {
+fn score(n: u32, cfg: &Config, backend: SynthBackend) -> Tally {
     let mut t = Tally::default();
     for index in 0..n {
         let g = generate_clip(SynthConfig::default(), 0, index).unwrap();
         let truth = &g.truth;
-        let ann = annotate_clip(
-            &clip_inputs(truth, SynthBackend::Sidecar, cfg).unwrap(),
-            cfg,
-        )
-        .unwrap();
-        t.scale_errors.push((ann.stats.scale - 1.0).abs());
+        let ann = annotate_clip(&clip_inputs(truth, backend, cfg).unwrap(), cfg).unwrap();
+        let factor = match backend {
+            SynthBackend::Sidecar => 1.0,
+            SynthBackend::Scaled(_) => ScaledBackend::clip_factor(clip_seed(&truth.info)),
+        };
+        t.scale_errors.push((ann.stats.scale * factor - 1.0).abs());
         for s in &ann.samples {
             if !matches!(s.task, Task::SpatialRelation | Task::TaskCompletion) {
                 continue;
@@ -156,7 +157,7 @@ fn config() -> Config {
 
 fn check(n: u32) {
     let cfg = config();
-    let t = score(n, &cfg);
+    let t = score(n, &cfg, SynthBackend::Sidecar);
     let within = t.within_1cm as f32 / t.answers as f32;
     let consistent = t.consistent_dirs as f32 / t.answers as f32;
     println!(
@@ -189,7 +190,29 @@ fn object_answers_match_the_synthetic_truth() {
 }
 
 #[test]
-#[ignore = "the whole default sample (24 clips, ~10 s): run with --ignored --nocapture"]
+#[ignore = "the whole default sample (24 clips, 10–30 s): run with --ignored --nocapture"]
 fn object_answers_match_the_synthetic_truth_on_the_default_sample() {
     check(24);
+}
+
+/// The `scaled` backend (depth × a hidden per-clip factor in [0.3, 3] × 1 % per-pixel noise,
+/// ≈ 5 mm at the table): calibration recovers the factor and the object statistic copes with
+/// the noise (the table band widens with the ring's residuals). Looser than the sidecar
+/// criterion, which the issue sets for ground-truth depth only.
+#[test]
+fn object_answers_survive_scaled_noisy_depth() {
+    let t = score(6, &config(), SynthBackend::Scaled(ScaledBackend::default()));
+    let within_2cm = t.errors.iter().filter(|e| **e <= 0.02).count() as f32 / t.answers as f32;
+    println!(
+        "scaled backend, 6 clips, {} object answers: within 1 cm {:.4}, within 2 cm {:.4}, \
+         median error {:.4} m; clip scale |s·factor − 1| median {:.4}",
+        t.answers,
+        t.within_1cm as f32 / t.answers as f32,
+        within_2cm,
+        median(t.errors.clone()),
+        median(t.scale_errors.clone()),
+    );
+    assert!(t.answers >= 120, "{} answers", t.answers);
+    assert!(within_2cm >= 0.97, "within 2 cm: {within_2cm}");
+    assert!(t.within_1cm as f32 >= 0.9 * t.answers as f32);
 }
