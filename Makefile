@@ -92,6 +92,7 @@ pretrain: data weights
 # Untrained vs stage 1 without the 3D encoder vs stage 1 with it, on the same clips; one table.
 ablation: data weights
 	dora run dataflows/annotate.yml --stop-after 900s
+	cargo build --workspace --bins
 	cargo run -q -p vipa-e2e --bin vipa-ablation -- run
 
 ## ---- tests -------------------------------------------------------------------------------

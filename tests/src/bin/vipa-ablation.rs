@@ -6,10 +6,11 @@
 //! vipa-ablation report out/pretrain/eval.json [more eval.json …]
 //! ```
 //!
-//! `run` uses the committed graphs: `pretrain-no3d.yml` and `pretrain.yml` as they are (each
-//! resumes from its own `out/…/checkpoints`, so a finished run is not repeated), and
-//! `eval.yml` three times, rewritten into `out/ablation/` with the matching encoder-3d backend,
-//! checkpoint and label. All three rows see the same test clips and the same frozen encoders;
+//! `run` uses the committed graphs `pretrain-no3d.yml` and `pretrain.yml` (each resumes from
+//! its own `out/…/checkpoints`, so a finished run is not repeated) and `eval.yml` three times
+//! with the matching encoder-3d backend, checkpoint and label, all rewritten into
+//! `out/ablation/` with absolute paths and without `build:` (build the tree first:
+//! `make ablation` does). All three rows see the same test clips and the same frozen encoders;
 //! they differ only in the 3D encoder and in training. The table is also written to
 //! `out/ablation/table.md`.
 
@@ -44,8 +45,35 @@ fn abs(p: &Path) -> Value {
     Value::String(p.display().to_string())
 }
 
-/// `eval.yml` rewritten into `out/ablation/<name>/`: absolute paths, the given 3D backend,
-/// trainer out_dir and eval settings.
+/// A committed graph rewritten into `out/ablation/<name>/`: node paths and data paths made
+/// absolute, `build:` removed (the caller built the tree once), the given 3D backend and
+/// trainer settings.
+fn rewrite(
+    graph: &str,
+    name: &str,
+    backend: &str,
+    out_dir: &Path,
+    trainer: Vec<(&str, Value)>,
+) -> eyre::Result<PathBuf> {
+    let root = repo_root();
+    let mut df = Dataflow::load(graph)?;
+    df.patch_config("reader", &[("dataset", abs(&root.join("data/hand3d")))])?;
+    df.patch_config("encoder-3d", &[("backend", backend.into())])?;
+    let mut pairs = vec![
+        ("out_dir", abs(out_dir)),
+        (
+            "llm_weights",
+            abs(&root.join("data/weights/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        ),
+    ];
+    pairs.extend(trainer);
+    df.patch_config("trainer", &pairs)?;
+    let dir = root.join("out/ablation").join(name);
+    std::fs::create_dir_all(&dir)?;
+    df.write_to(&dir)
+}
+
+/// `eval.yml` for one row of the table.
 fn eval_flow(
     name: &str,
     backend: &str,
@@ -53,27 +81,16 @@ fn eval_flow(
     checkpoint: &str,
     label: &str,
 ) -> eyre::Result<PathBuf> {
-    let root = repo_root();
-    let mut df = Dataflow::load("eval.yml")?;
-    df.patch_config("reader", &[("dataset", abs(&root.join("data/hand3d")))])?;
-    df.patch_config("encoder-3d", &[("backend", backend.into())])?;
     let eval: serde_yaml::Mapping = serde_yaml::from_str(&format!(
         "{{checkpoint: {checkpoint:?}, max_new_tokens: 32, label: {label:?}}}"
     ))?;
-    df.patch_config(
-        "trainer",
-        &[
-            ("out_dir", abs(out_dir)),
-            (
-                "llm_weights",
-                abs(&root.join("data/weights/SmolLM2-135M-Instruct.Q4_1.gguf")),
-            ),
-            ("eval", Value::Mapping(eval)),
-        ],
-    )?;
-    let dir = root.join("out/ablation").join(name);
-    std::fs::create_dir_all(&dir)?;
-    df.write_to(&dir)
+    rewrite(
+        "eval.yml",
+        &format!("eval-{name}"),
+        backend,
+        out_dir,
+        vec![("eval", Value::Mapping(eval))],
+    )
 }
 
 fn run_graph(yml: &Path, stop_after: u64) -> eyre::Result<()> {
@@ -139,8 +156,24 @@ fn main() -> eyre::Result<()> {
         Cmd::Run { stop_after } => {
             let root = repo_root();
             let out = root.join("out");
-            run_graph(&root.join("dataflows/pretrain-no3d.yml"), stop_after)?;
-            run_graph(&root.join("dataflows/pretrain.yml"), stop_after)?;
+            // The two trainings: the committed graphs, which differ only in encoder-3d (and
+            // out_dir); each resumes from its own checkpoints.
+            let no3d = rewrite(
+                "pretrain-no3d.yml",
+                "train-no3d",
+                "none",
+                &out.join("pretrain-no3d"),
+                vec![],
+            )?;
+            run_graph(&no3d, stop_after)?;
+            let with3d = rewrite(
+                "pretrain.yml",
+                "train-3d",
+                "point_map_vit",
+                &out.join("pretrain"),
+                vec![],
+            )?;
+            run_graph(&with3d, stop_after)?;
             let rows = [
                 (
                     "untrained",
