@@ -114,7 +114,7 @@ fmt:
 
 # Benchmarks print tables; the PyTorch twins need `make torch` first (a ~3 GB venv, never
 # used by tests).
-bench: setup data torch
+bench: setup data torch weights
 	cargo build -q --workspace --bins
 	cargo run -q -p vipa-e2e --bin vipa-bench
 	VIPA_E2E_NO_BUILD=1 cargo test -q -p vipa-e2e --test annotate -- --ignored --nocapture bench_annotate_throughput
@@ -123,6 +123,8 @@ bench: setup data torch
 	.venv/bin/python benches/hand3d_step.py
 	cargo run -q -p vipa-kernels --bin kernel-bench -- --steps 7 --slow-steps 2 --rounds 3
 	cargo run -q -p vipa-models --bin model-bench -- --steps 2 --rounds 2
+	@[ -f data/hand3d/manifest.json ] || dora run dataflows/annotate.yml --stop-after 900s
+	cargo run -q -p vipa-e2e --bin train-bench -- --preset small --steps 3 --batch-size 4
 
 # The shared PyTorch venv for fixture scripts and benchmark twins (not needed by `make test`).
 torch: setup
