@@ -7,14 +7,16 @@ pass its `src/` folder), loads `fixtures/cut3r/tiny.safetensors` into it, runs t
 through upstream's own modules in upstream's recurrent order (`_encode_image`, `_init_state`,
 `pose_retriever.inquire`, `_recurrent_rollout`, `pose_retriever.update_mem`, `_downstream_head`,
 as `forward_recurrent` / VLM-3R's `Cut3rEncoder.forward` do), and compares with the fixture:
-encoder output, last-decoder tokens, `pts3d_in_self_view`, `conf_self`, `camera_pose`.
+encoder output, last-decoder tokens, `pts3d_in_self_view`, `conf_self`, `camera_pose`,
+`pts3d_in_other_view`, `conf` (world frame).
 
 Only test scaffolding is added around the official code:
 - `transformers` / `accelerate` are replaced by minimal stand-ins (the model only subclasses
   `PretrainedConfig` / `PreTrainedModel` and asks for a logger), so any version works; `scipy`
   too where it is not installed (only an unused KD-tree import needs it); `einops` is required;
-- the DPT head `downstream_head.dpt_self` is rebuilt with the fixture's small widths using the
-  official `DPTOutputAdapter_fix` class (upstream hard-codes 256 / [96, 192, 384, 768] / 128);
+- the DPT heads `downstream_head.dpt_self` / `dpt_cross` are rebuilt with the fixture's small
+  widths using the official `DPTOutputAdapter_fix` class (upstream hard-codes 256 /
+  [96, 192, 384, 768] / 128);
 - RoPE: `--rope curope` (default on CUDA) JIT-compiles the official cuRoPE extension
   (`curope.cpp`, `kernels.cu`, with its `-O3 --use_fast_math` flags; `tokens.type()` →
   `tokens.scalar_type()` for current PyTorch); `--rope twin` (CPU) swaps
@@ -198,7 +200,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cut3r-src", type=Path, required=True, help="CUT3R checkout's src/ folder")
     ap.add_argument("--rope", choices=["curope", "twin"], default=None)
-    ap.add_argument("--tol", type=float, default=1e-4)
+    # Float16 scale: upstream rounds the encoder's q, k to float16, so an f32 difference of one
+    # ulp across a rounding boundary moves an element by a float16 ulp (~5e-4 relative).
+    ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument(
         "--dump-shapes",
         type=Path,
@@ -234,9 +238,10 @@ def main():
         output_width_ratio=1,
         hooks=[0, 1, 2, 3],
     )
-    dpt = DPTOutputAdapter_fix(**dpt_args)
-    dpt.init(dim_tokens_enc=[ed, dd, dd, dd])
-    model.downstream_head.dpt_self = dpt
+    for name in ("dpt_self", "dpt_cross"):
+        dpt = DPTOutputAdapter_fix(**dpt_args)
+        dpt.init(dim_tokens_enc=[ed, dd, dd, dd])
+        setattr(model.downstream_head, name, dpt)
     if rope == "twin":
         twin = TwinRope(float(cfg["pos_embed"][4:]))
         for m in model.modules():
@@ -278,11 +283,15 @@ def main():
                 "pts3d": res["pts3d_in_self_view"],
                 "conf": res["conf_self"],
                 "pose": res["camera_pose"],
+                "pts3d_world": res["pts3d_in_other_view"],
+                "conf_world": res["conf"],
             }
             for k, v in got.items():
-                d = (v.float().cpu() - io[f"{k}.{i}"]).abs().max().item()
+                want = io[f"{k}.{i}"]
+                d = (v.float().cpu() - want).abs().max().item()
+                gap = (io[f"f32.{k}.{i}"] - want).abs().max().item()
                 worst = max(worst, d)
-                print(f"frame {i} {k:7s} max |official - fixture| = {d:.3g}")
+                print(f"frame {i} {k:11s} max |official - fixture| = {d:.3g}   (plain-f32 path: {gap:.3g})")
             state_feat, mem = new_state, new_mem
     print(f"rope={rope} device={dev}: worst {worst:.3g} (tolerance {a.tol})")
     if worst > a.tol:

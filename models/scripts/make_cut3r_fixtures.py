@@ -11,7 +11,7 @@ module tree, so `state_dict()` gives the **official checkpoint key names** (`enc
 `dec_blocks_state.1.cross_attn.projq`, `pose_retriever.mem`, `downstream_head.dpt_self.scratch.
 refinenet1.resConfUnit1.conv1`, ...). What the twin leaves out (and the Rust reads nowhere): the
 ray-map encoder (`patch_embed_ray_map`, `enc_blocks_ray_map`, `enc_norm_ray_map`,
-`masked_*_token`), `downstream_head.final_transform`, `dpt_cross`, `dpt_rgb`.
+`masked_*_token`) and `downstream_head.dpt_rgb`.
 
 Numerics kept from the official model:
 - CroCo encoder blocks cast q, k to float16 around RoPE, and the cuRoPE CUDA kernel writes its
@@ -25,8 +25,12 @@ The tiny config (= `Cut3rConfig::tiny()` in Rust) sets the DPT widths (hard-code
 itself is the official one, which takes those as constructor arguments.
 
 Every parameter (including norm weights) is random so that a wrong key cannot hide behind
-ones/zeros. Three frames of batch 2 run recurrently; references per frame: encoder output,
-tokens (last decoder layer), pts3d_in_self_view, conf_self, camera_pose.
+ones/zeros. Three frames of batch 2 run recurrently, once as upstream (float16 round trip
+around the encoder's RoPE) and once in plain float32 (`f32.*` keys, Rust `enc_rope_f16: false`:
+this is the tight structural check, free of float16 rounding-boundary flips); references per
+frame: encoder output,
+tokens (last decoder layer), pts3d_in_self_view, conf_self, camera_pose, and the world-frame
+pts3d_in_other_view / conf (`final_transform` + `dpt_cross`).
 
 Run from the repository root:
 
@@ -75,11 +79,15 @@ CONFIG = {
     "mlp_ratio": 4.0,
     "norm_im2_in_dec": True,
     "pos_embed": "RoPE100",
+    "enc_rope_f16": True,
     "dpt_feature_dim": 8,
     "dpt_layer_dims": [4, 8, 8, 12],
     "dpt_last_dim": 4,
 }
 ROPE_BASE = 100.0
+# Official behaviour: the encoder rounds q, k to float16 around RoPE. Switched off for the
+# `f32.*` references (Rust: `enc_rope_f16 = false`).
+ENC_ROPE_F16 = [True]
 LN = lambda d: nn.LayerNorm(d, eps=1e-6)  # noqa: E731
 
 
@@ -129,7 +137,8 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).transpose(1, 3)
         q, k, v = [qkv[:, :, i] for i in range(3)]
         if self.use_rope:
-            q, k = rope2d(q, xpos, self.f16), rope2d(k, xpos, self.f16)
+            f16 = self.f16 and ENC_ROPE_F16[0]
+            q, k = rope2d(q, xpos, f16), rope2d(k, xpos, f16)
         x = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
         return self.proj(x)
 
@@ -300,6 +309,32 @@ class DPTOutputAdapter(nn.Module):
         return self.head(p1)
 
 
+class ModLN(nn.Module):
+    """adaLN: LayerNorm(x)·(1 + scale) + shift, (shift, scale) = Linear(SiLU(mod))."""
+
+    def __init__(self, dim, mod_dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(mod_dim, 2 * dim))
+
+    def forward(self, x, mod):
+        shift, scale = self.mlp(mod).chunk(2, dim=-1)
+        return self.norm(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class ConditionModulationBlock(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio=4.0):
+        super().__init__()
+        self.norm1 = ModLN(dim, dim)
+        self.attn = Attention(dim, heads, True, False)
+        self.norm2 = ModLN(dim, dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x, mod, xpos):
+        x = x + self.attn(self.norm1(x, mod), xpos)
+        return x + self.mlp(self.norm2(x, mod))
+
+
 class PoseDecoder(nn.Module):
     def __init__(self, hidden):
         super().__init__()
@@ -313,9 +348,12 @@ class DownstreamHead(nn.Module):
     def __init__(self, c):
         super().__init__()
         ed, dd = c["enc_embed_dim"], c["dec_embed_dim"]
-        self.dpt_self = DPTOutputAdapter(
+        dpt = lambda: DPTOutputAdapter(  # noqa: E731
             4, [ed, dd, dd, dd], c["dpt_layer_dims"], c["dpt_feature_dim"], c["dpt_last_dim"], c["patch_size"]
         )
+        self.dpt_self = dpt()
+        self.final_transform = nn.ModuleList([ConditionModulationBlock(dd, c["dec_num_heads"]) for _ in range(2)])
+        self.dpt_cross = dpt()
         self.pose_head = PoseDecoder(dd)
 
 
@@ -409,7 +447,16 @@ class Cut3rTwin(nn.Module):
             pts = reg_dense_depth(fmap[..., 0:3])
             conf = 1.0 + fmap[..., 3].exp()
             pose = postprocess_pose(self.downstream_head.pose_head(pose_token))
-            results.append(dict(enc=feat, tokens=dec[-1], pts3d=pts, conf=conf, pose=pose))
+            # World frame (the first camera's): tokens modulated by the camera token, dpt_cross.
+            cross = x[-1]
+            for blk in self.downstream_head.final_transform:
+                cross = blk(cross, pose_token, pos)
+            raw_w = self.downstream_head.dpt_cross(x[:-1] + [cross], (h, w)).permute(0, 2, 3, 1)
+            pts_w = reg_dense_depth(raw_w[..., 0:3])
+            conf_w = 1.0 + raw_w[..., 3].exp()
+            results.append(
+                dict(enc=feat, tokens=dec[-1], pts3d=pts, conf=conf, pose=pose, pts3d_world=pts_w, conf_world=conf_w)
+            )
             state_feat, mem = new_state, new_mem  # update = img_mask = True, reset = False
         return results
 
@@ -432,6 +479,7 @@ def randomise(model: nn.Module, gen: torch.Generator):
         # Keep the DPT/pose outputs O(1) so exp/expm1 stay in a well-conditioned range.
     with torch.no_grad():
         model.downstream_head.dpt_self.head[4].weight.mul_(0.2)
+        model.downstream_head.dpt_cross.head[4].weight.mul_(0.2)
         model.downstream_head.pose_head.mlp.fc2.weight.mul_(0.3)
 
 
@@ -445,6 +493,9 @@ def main():
     frames = [torch.rand(b, 3, h, w, generator=gen) * 2 - 1 for _ in range(n_frames)]
     with torch.no_grad():
         res = model.forward_frames(frames)
+        ENC_ROPE_F16[0] = False
+        res32 = model.forward_frames(frames)
+        ENC_ROPE_F16[0] = True
 
     OUT.mkdir(parents=True, exist_ok=True)
     # Shared tensors (scratch.layer_rn.N is scratch.layerN_rn) are cloned: safetensors refuses
@@ -456,6 +507,8 @@ def main():
         io[f"frame.{i}"] = f.contiguous()
         for k, v in r.items():
             io[f"{k}.{i}"] = v.detach().contiguous()
+        for k, v in res32[i].items():
+            io[f"f32.{k}.{i}"] = v.detach().contiguous()
     save_file(io, OUT / "tiny.io.safetensors")
     (OUT / "tiny.config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
     n_params = sum(v.numel() for v in weights.values())

@@ -505,7 +505,7 @@ impl Cut3rRegMode {
 /// released checkpoint's `args.model`; `models/scripts/convert_cut3r.py` turns that string into
 /// this struct's JSON. Three fields are ours (`dpt_*`): the official DPT head hard-codes them; we
 /// expose them only so that tests can build a DPT head small enough for a fixture (defaults =
-/// the official values).
+/// the official values). `enc_rope_f16` (ours too) selects the encoder's RoPE numerics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cut3rConfig {
     /// `"pts3d+pose"` (the only mode with a camera token, which VLM-3R reads).
@@ -578,6 +578,11 @@ pub struct Cut3rConfig {
     /// `"RoPE100"`: 2D RoPE with base 100.
     #[serde(default = "cut3r_default_pos_embed")]
     pub pos_embed: String,
+    /// Ours: round q, k to float16 around the encoder's RoPE, as the released model runs
+    /// (CroCo's encoder blocks cast to float16 for the cuRoPE kernel). `false` = plain f32
+    /// (tests use it for a comparison free of rounding-boundary flips).
+    #[serde(default = "cut3r_default_true")]
+    pub enc_rope_f16: bool,
     /// Ours: DPT fusion width (official: 256).
     #[serde(default = "cut3r_default_dpt_feature_dim")]
     pub dpt_feature_dim: usize,
@@ -672,6 +677,7 @@ impl Cut3rConfig {
             mlp_ratio: 4.0,
             norm_im2_in_dec: true,
             pos_embed: "RoPE100".to_string(),
+            enc_rope_f16: true,
             dpt_feature_dim: 256,
             dpt_layer_dims: [96, 192, 384, 768],
             dpt_last_dim: 128,

@@ -22,16 +22,16 @@
 //! The state update is upstream's default (`img_mask = update = true`, `reset = false`): every
 //! frame replaces the state and memory.
 //!
-//! **Not implemented** (not needed for the tokens or the camera-frame point map): the ray-map
-//! encoder (`patch_embed_ray_map`, `enc_blocks_ray_map`: upstream runs it on a zero map and
-//! multiplies by 0 when no ray map is given), the RGB head (`dpt_rgb`), and the world-frame
-//! point map (`final_transform` + `dpt_cross`). Their checkpoint keys are simply not read.
+//! **Not implemented** (not needed for the tokens or the point maps): the ray-map encoder
+//! (`patch_embed_ray_map`, `enc_blocks_ray_map`: upstream runs it on a zero map and multiplies
+//! by 0 when no ray map is given) and the RGB head (`dpt_rgb`). Their checkpoint keys are simply
+//! not read.
 //!
 //! **Numerics:** upstream's encoder blocks (CroCo `models/blocks.py`) cast q and k to float16
 //! around RoPE and its cuRoPE kernel writes its float32 result back into that float16 tensor, so
 //! the released model sees q, k rounded to half precision in the encoder (not in the decoders,
 //! which use `dust3r/blocks.py` and stay in float32). We reproduce that rounding so that
-//! features match the official CUDA inference. Pose tokens have RoPE position (-1, -1), as
+//! features match the official CUDA inference (`Cut3rConfig::enc_rope_f16`, default on). Pose tokens have RoPE position (-1, -1), as
 //! upstream (which only the cuRoPE kernel supports).
 //!
 //! Weights: plain (frozen) tensors under the official checkpoint keys (`enc_blocks.N.attn.qkv`,
@@ -282,7 +282,7 @@ impl EncoderBlock {
         let d = cfg.enc_embed_dim;
         Ok(Self {
             norm1: layer_norm(d, vb.pp("norm1"))?,
-            attn: SelfAttention::new(d, cfg.enc_num_heads, true, vb.pp("attn"))?,
+            attn: SelfAttention::new(d, cfg.enc_num_heads, cfg.enc_rope_f16, vb.pp("attn"))?,
             norm2: layer_norm(d, vb.pp("norm2"))?,
             mlp: Mlp::new(d, cfg.mlp_hidden(d), d, vb.pp("mlp"))?,
         })
@@ -348,6 +348,72 @@ impl DecoderBlock {
                 .forward(&self.norm2.forward(&x)?, &y, xrope, yrope)?)?;
         &x + self.mlp.forward(&self.norm3.forward(&x)?)?
     }
+}
+
+/// adaLN (`ModLN`): `LayerNorm(x)·(1 + scale) + shift`, `(shift, scale) = Linear(SiLU(mod))`
+/// (keys `norm`, `mlp.1`).
+#[derive(Debug, Clone)]
+struct ModLn {
+    norm: LayerNorm,
+    proj: Linear,
+}
+
+impl ModLn {
+    fn new(dim: usize, vb: VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            norm: layer_norm(dim, vb.pp("norm"))?,
+            proj: linear(dim, 2 * dim, vb.pp("mlp").pp(1))?,
+        })
+    }
+
+    /// `x: [b, n, d]`, `modulation: [b, d]`.
+    fn forward(&self, x: &Tensor, modulation: &Tensor) -> Result<Tensor> {
+        let d = x.dim(2)?;
+        let ss = self.proj.forward(&candle_nn::ops::silu(modulation)?)?; // [b, 2d]
+        let shift = ss.narrow(1, 0, d)?.unsqueeze(1)?;
+        let scale = (ss.narrow(1, d, d)?.unsqueeze(1)? + 1.0)?;
+        self.norm
+            .forward(x)?
+            .broadcast_mul(&scale)?
+            .broadcast_add(&shift)
+    }
+}
+
+/// `ConditionModulationBlock` of the world-frame head: a pre-norm block whose norms are
+/// modulated by the camera token (RoPE self-attention on the patch tokens).
+#[derive(Debug, Clone)]
+struct ModulationBlock {
+    norm1: ModLn,
+    attn: SelfAttention,
+    norm2: ModLn,
+    mlp: Mlp,
+}
+
+impl ModulationBlock {
+    fn new(cfg: &Cut3rConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        let d = cfg.dec_embed_dim;
+        Ok(Self {
+            norm1: ModLn::new(d, vb.pp("norm1"))?,
+            attn: SelfAttention::new(d, cfg.dec_num_heads, false, vb.pp("attn"))?,
+            norm2: ModLn::new(d, vb.pp("norm2"))?,
+            mlp: Mlp::new(d, 4 * d, d, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, modulation: &Tensor, rope: &Rope2d) -> Result<Tensor> {
+        let x = (x + self
+            .attn
+            .forward(&self.norm1.forward(x, modulation)?, Some(rope))?)?;
+        &x + self.mlp.forward(&self.norm2.forward(&x, modulation)?)?
+    }
+}
+
+/// The world-frame point head (`final_transform` + `dpt_cross`): points of this frame in the
+/// first frame's camera (`pts3d_in_other_view`).
+#[derive(Debug, Clone)]
+struct WorldHead {
+    final_transform: Vec<ModulationBlock>,
+    dpt_cross: Dpt,
 }
 
 /// The pose retriever (`LocalMemory`): a learned memory `f32[1, slots, 2·dec]` read with
@@ -433,6 +499,11 @@ pub struct Cut3rFrameOutput {
     /// Camera pose (`camera_pose`, "absT_quaR"), `f32[b, 7]`: translation, then a unit
     /// quaternion with the real part first and non-negative.
     pub camera_pose: Tensor,
+    /// Point map in the first frame's camera (`pts3d_in_other_view`), `f32[b, h, w, 3]`; only
+    /// from a model built with [`Cut3r::new_with_world_points`].
+    pub pts3d_world: Option<Tensor>,
+    /// Its confidence (`conf`), `f32[b, h, w]`.
+    pub conf_world: Option<Tensor>,
 }
 
 /// Cut3R with the DPT point-map head and the pose head; frozen.
@@ -455,11 +526,23 @@ pub struct Cut3r {
     pose_retriever: PoseRetriever,
     dpt_self: Dpt,
     pose_head: Mlp,
+    world: Option<WorldHead>,
 }
 
 impl Cut3r {
-    /// Builds the model from `vb`, whose keys are the official checkpoint's (no prefix).
+    /// Builds the model from `vb`, whose keys are the official checkpoint's (no prefix):
+    /// tokens, camera-frame points and pose.
     pub fn new(cfg: &Cut3rConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        Self::build(cfg, vb, false)
+    }
+
+    /// As [`Cut3r::new`], plus the world-frame point head (`downstream_head.final_transform`,
+    /// `downstream_head.dpt_cross`), which costs a second DPT pass per frame.
+    pub fn new_with_world_points(cfg: &Cut3rConfig, vb: VarBuilder<'_>) -> Result<Self> {
+        Self::build(cfg, vb, true)
+    }
+
+    fn build(cfg: &Cut3rConfig, vb: VarBuilder<'_>, world_points: bool) -> Result<Self> {
         cfg.validate()?;
         let (e, d, p) = (cfg.enc_embed_dim, cfg.dec_embed_dim, cfg.patch_size);
         let dec_blocks = |name: &str, heads: usize| -> Result<Vec<DecoderBlock>> {
@@ -496,6 +579,16 @@ impl Cut3r {
             pose_retriever: PoseRetriever::new(cfg, vb.pp("pose_retriever"))?,
             dpt_self: Dpt::new(cfg, 4, head.pp("dpt_self"))?,
             pose_head: Mlp::new(d, 4 * d, 7, head.pp("pose_head").pp("mlp"))?,
+            world: if world_points {
+                Some(WorldHead {
+                    final_transform: (0..2)
+                        .map(|i| ModulationBlock::new(cfg, head.pp("final_transform").pp(i)))
+                        .collect::<Result<_>>()?,
+                    dpt_cross: Dpt::new(cfg, 4, head.pp("dpt_cross"))?,
+                })
+            } else {
+                None
+            },
         })
     }
 
@@ -505,6 +598,16 @@ impl Cut3r {
     pub fn load<P: AsRef<Path>>(cfg: &Cut3rConfig, paths: &[P], dev: &Device) -> Result<Self> {
         let ckpt = Arc::new(Checkpoint::open(paths)?);
         Self::new(cfg, ckpt.frozen(DType::F32, dev))
+    }
+
+    /// [`Cut3r::load`] with the world-frame point head.
+    pub fn load_with_world_points<P: AsRef<Path>>(
+        cfg: &Cut3rConfig,
+        paths: &[P],
+        dev: &Device,
+    ) -> Result<Self> {
+        let ckpt = Arc::new(Checkpoint::open(paths)?);
+        Self::new_with_world_points(cfg, ckpt.frozen(DType::F32, dev))
     }
 
     /// The configuration.
@@ -670,6 +773,32 @@ impl Cut3r {
         let conf = reg_dense_conf(&fmap.narrow(3, 3, 1)?.squeeze(3)?, &self.cfg.conf_mode)?;
         let pose_raw = self.pose_head.forward(&camera.squeeze(1)?)?; // [b, 7]
         let camera_pose = postprocess_pose(&pose_raw, &self.cfg.pose_mode)?;
+        let (pts3d_world, conf_world) = match &self.world {
+            None => (None, None),
+            Some(world) => {
+                // Patch tokens modulated by the camera token, RoPE on the patch grid.
+                let modulation = camera.squeeze(1)?; // [b, d]
+                let rope = Rope2d::new(&Self::grid_positions(gh, gw), img_hd, base, dev)?;
+                let mut cross = h3.clone();
+                for blk in &world.final_transform {
+                    cross = blk.forward(&cross, &modulation, &rope)?;
+                }
+                let raw = world
+                    .dpt_cross
+                    .forward([&feat, &h1, &h2, &cross], (gh, gw))?
+                    .permute((0, 2, 3, 1))?;
+                (
+                    Some(reg_dense_depth(
+                        &raw.narrow(3, 0, 3)?,
+                        &self.cfg.depth_mode,
+                    )?),
+                    Some(reg_dense_conf(
+                        &raw.narrow(3, 3, 1)?.squeeze(3)?,
+                        &self.cfg.conf_mode,
+                    )?),
+                )
+            }
+        };
 
         state.state = new_state;
         state.mem = new_mem;
@@ -679,6 +808,8 @@ impl Cut3r {
             pts3d_self,
             conf,
             camera_pose,
+            pts3d_world,
+            conf_world,
         })
     }
 
