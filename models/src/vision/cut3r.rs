@@ -18,6 +18,9 @@
 //!    `depth/2`, `3·depth/4`, `depth`) gives the point map in the frame's own camera
 //!    (`pts3d_in_self_view`, `x·expm1(|x|)/|x|`) and its confidence (`1 + exp(c)`); the pose
 //!    head gives the camera pose (translation + unit quaternion, real part first).
+//!    Optionally ([`Cut3r::new_with_world_points`]) the world head (`final_transform`: two
+//!    blocks whose norms are modulated by the camera token, then `dpt_cross`) gives the point
+//!    map in the first frame's camera (`pts3d_in_other_view`) and its confidence.
 //!
 //! The state update is upstream's default (`img_mask = update = true`, `reset = false`): every
 //! frame replaces the state and memory.
@@ -31,8 +34,8 @@
 //! around RoPE and its cuRoPE kernel writes its float32 result back into that float16 tensor, so
 //! the released model sees q, k rounded to half precision in the encoder (not in the decoders,
 //! which use `dust3r/blocks.py` and stay in float32). We reproduce that rounding so that
-//! features match the official CUDA inference (`Cut3rConfig::enc_rope_f16`, default on). Pose tokens have RoPE position (-1, -1), as
-//! upstream (which only the cuRoPE kernel supports).
+//! features match the official CUDA inference (`Cut3rConfig::enc_rope_f16`, default on). Pose
+//! tokens have RoPE position (-1, -1), as upstream (which only the cuRoPE kernel supports).
 //!
 //! Weights: plain (frozen) tensors under the official checkpoint keys (`enc_blocks.N.attn.qkv`,
 //! `dec_blocks_state.N.cross_attn.projq`, `pose_retriever.mem`, `downstream_head.dpt_self.…`);
