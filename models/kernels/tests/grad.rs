@@ -695,3 +695,26 @@ fn swiglu_matches_composed_and_finite_differences() -> Result<()> {
     assert!(vipa_kernels::swiglu(&g, &rand(&[3, 2], 2, 1.0)?).is_err());
     Ok(())
 }
+
+#[test]
+fn linear_with_few_rows_and_a_wide_output() -> Result<()> {
+    // 3 rows × 16384 outputs (the shape class of an LM head), with the bias folded in and a
+    // transposed weight; its backward splits the 16384-long axis over rayon tasks.
+    let fast_b = |a: &[Tensor]| vipa_kernels::linear(&a[0], &a[1], Some(&a[2]));
+    let slow_b = |a: &[Tensor]| linear_slow(&a[0], &a[1], Some(&a[2]));
+    for dtype in [DType::F64, DType::F32] {
+        for wv in [View::Plain, View::Transposed] {
+            check(
+                "linear wide",
+                &fast_b,
+                &slow_b,
+                &[&[3, 64], &[16384, 64], &[16384]],
+                &[1.0, 0.2, 1.0],
+                &[View::Plain, wv, View::Plain],
+                dtype,
+                &[0, 1, 2],
+            )?;
+        }
+    }
+    Ok(())
+}
