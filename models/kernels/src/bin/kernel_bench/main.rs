@@ -1,8 +1,10 @@
 //! `kernel-bench`: one run, one table. Times a tiny-ViT training step (fwd + bwd + AdamW,
-//! batch 8, 224 px) built three ways (composed differentiable ops, `vipa-kernels`, candle's
-//! fused no-grad ops) and a 1024² f32 matmul, then runs the PyTorch twin
-//! `benches/kernels/tiny_vit_step.py` (2 threads) and prints medians, the ratio to PyTorch and
-//! each case's peak RSS.
+//! batch 8, 224 px) built four ways (composed differentiable ops; `vipa-kernels` on the BLAS
+//! matrix path; `vipa-kernels` on candle's matmul; candle's fused no-grad ops), a 1024² f32
+//! matmul and the GEMMs of one step (candle's gemm and OpenBLAS), and single-op cases (the LM
+//! loss's log-softmax, SwiGLU); then runs the PyTorch twin `benches/kernels/tiny_vit_step.py`
+//! (2 threads) and prints medians, the ratio to PyTorch and each case's peak RSS. Results and
+//! analysis: `models/kernels/PERF.md`.
 //!
 //! Each case runs in its own child process (this binary with `--case NAME`) so peak RSS is per
 //! case. Usage: `cargo run -p vipa-kernels --bin kernel-bench [-- --steps 10 --slow-steps 3 --rounds 3]`.

@@ -1,6 +1,6 @@
 //! The benchmark model: a tiny ViT classifier (patch 16, width 192, 4 blocks, 3 heads, MLP 768,
-//! mean-pooled, 10 classes; 1.97 M params in 55 vars), written three ways that differ only in
-//! the normalisation / attention / activation ops and the optimizer. Its PyTorch twin is
+//! mean-pooled, 10 classes; 1.97 M params in 55 vars), written in several ways that differ only
+//! in the matrix / normalisation / attention / activation ops and the optimizer. Its PyTorch twin is
 //! `benches/kernels/tiny_vit_step.py` (same shapes, same code shape).
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
