@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
-use vipa_hand3d::calibrate::{CalibrationMode, fit_scale, joint_ratios};
+use vipa_hand3d::calibrate::{CalibrationMode, fit_scale, frame_ratios};
 use vipa_hand3d::dataset::DatasetWriter;
 use vipa_hand3d::frames::{StoredFrame, clean_tmp, depth_to_mm, write_clip_frames};
 use vipa_hand3d::geometry::{Intrinsics, PointMap as H3dPointMap, Pose};
@@ -866,10 +866,8 @@ fn frame_scales(
         .map(|f| {
             let s = match c.mode {
                 CalibrationMode::PerClip => clip_scale,
-                CalibrationMode::PerFrame => {
-                    fit_scale(&joint_ratios(f, c.surface_offset_m), c.min_valid_joints)
-                        .map_or(clip_scale, |cal| cal.scale)
-                }
+                CalibrationMode::PerFrame => fit_scale(&frame_ratios(f, c), c.min_valid_joints)
+                    .map_or(clip_scale, |cal| cal.scale),
             };
             (f.frame_idx, s)
         })

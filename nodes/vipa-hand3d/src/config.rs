@@ -56,6 +56,10 @@ pub struct CalibrationConfig {
     /// Metres subtracted from each joint depth before the ratio, to undo the hand-surface
     /// bias. Default 0.0 = the paper's formula exactly.
     pub surface_offset_m: f32,
+    /// Undo the hand-surface bias per joint instead: each joint's skin is its average-adult
+    /// half-thickness (scaled by the hand's size) in front of it along the viewing ray (see
+    /// [`crate::calibrate`]). Default false; excludes `surface_offset_m`.
+    pub joint_thickness_prior: bool,
 }
 
 impl Default for CalibrationConfig {
@@ -64,6 +68,7 @@ impl Default for CalibrationConfig {
             mode: CalibrationMode::PerClip,
             min_valid_joints: 5,
             surface_offset_m: 0.0,
+            joint_thickness_prior: false,
         }
     }
 }
@@ -270,6 +275,16 @@ impl Config {
             "calibration.surface_offset_m",
             || format!("is {off}, must be in [0, 0.1) metres"),
         )?;
+        check(
+            !(self.calibration.joint_thickness_prior && off != 0.0),
+            "calibration.surface_offset_m",
+            || {
+                format!(
+                    "is {off} while calibration.joint_thickness_prior is on; they are two models \
+                     of the same skin offset, set one"
+                )
+            },
+        )?;
         let cf = self.objects.central_fraction;
         check(cf > 0.0 && cf <= 1.0, "objects.central_fraction", || {
             format!("is {cf}, must be in (0, 1]")
@@ -358,5 +373,16 @@ mod tests {
         assert!(e.to_string().contains("qa.gamma"), "{e}");
         let e = Config::from_json(r#"{"split": {"test_fraction": 1.5}}"#).unwrap_err();
         assert!(e.to_string().contains("split.test_fraction"), "{e}");
+        // Two models of the same skin offset at once.
+        let e = Config::from_json(
+            r#"{"calibration": {"surface_offset_m": 0.009, "joint_thickness_prior": true}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("calibration.surface_offset_m")
+                && e.to_string().contains("joint_thickness_prior"),
+            "{e}"
+        );
+        Config::from_json(r#"{"calibration": {"joint_thickness_prior": true}}"#).unwrap();
     }
 }

@@ -620,13 +620,27 @@ impl Solid {
     }
 }
 
-/// Half-thickness of an average adult hand at each joint (metres).
+/// Half-thickness of an average adult hand at each joint (metres, MANO-21 order): the
+/// distance from the joint centre to the skin, ≈ 19 mm at the wrist, 13 → 9 mm from the finger
+/// MCPs to the tips. (Close, within ~1 mm, to the joint radii `vipa-synth` renders, so the
+/// synthetic tests see a well-matched prior; real hands vary by a few mm.)
 pub const JOINT_HALF_THICKNESS_M: [f32; 21] = [
     0.019, 0.015, 0.013, 0.012, 0.011, 0.013, 0.012, 0.011, 0.010, 0.013, 0.012, 0.011, 0.010,
     0.013, 0.012, 0.011, 0.010, 0.012, 0.011, 0.010, 0.009,
 ];
 /// Wrist to middle-finger MCP of the average adult hand the thicknesses are for.
 pub const REFERENCE_PALM_M: f32 = 0.093;
+
+/// The hand's size relative to the average adult hand: `|j9 − j0| / 0.093 m` (wrist to
+/// middle-finger MCP), clamped to [0.7, 1.4]; 1 for degenerate joints.
+pub fn hand_size_factor(j: &[Vec3; 21]) -> f32 {
+    let palm = norm(crate::geometry::sub(j[9], j[0]));
+    if palm.is_finite() && palm > 0.0 {
+        (palm / REFERENCE_PALM_M).clamp(0.7, 1.4)
+    } else {
+        1.0
+    }
+}
 
 /// Forearm prior: a cone from the wrist along the hand's backward axis (wrist − middle MCP),
 /// this long (metres, for the reference hand)...
@@ -643,12 +657,7 @@ const FOREARM_END_RADIUS_M: f32 = 0.06;
 /// object point inside any of them is hand, not object; nothing is added as a margin because
 /// a point *touching* a finger is the held object's surface.
 pub fn hand_solids(j: &[Vec3; 21]) -> Vec<Solid> {
-    let palm = norm(crate::geometry::sub(j[9], j[0]));
-    let s = if palm.is_finite() && palm > 0.0 {
-        (palm / REFERENCE_PALM_M).clamp(0.7, 1.4)
-    } else {
-        1.0
-    };
+    let s = hand_size_factor(j);
     let r = |i: usize| JOINT_HALF_THICKNESS_M[i] * s;
     let mut out: Vec<Solid> = BONES
         .iter()

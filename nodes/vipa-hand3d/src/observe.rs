@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibrate::hand_ratios;
 use crate::config::Config;
 use crate::error::{Hand3dError, Result};
 use crate::geometry::{Intrinsics, PointMap, Pose, Vec3};
@@ -211,19 +212,9 @@ pub fn observe_frame(
 }
 
 /// The frame's own scale (the paper's formula over its valid joints, with the configured
-/// surface offset); `None` without a valid joint. One joint is enough here: the hand solids
-/// only need the map in metres to within a few per cent (a held object may leave just two or
-/// three joints in view).
+/// surface model, see [`crate::calibrate`]); `None` without a valid joint. One joint is
+/// enough here: the hand solids only need the map in metres to within a few per cent (a held
+/// object may leave just two or three joints in view).
 fn frame_scale_hint(hands: &[HandObservation], cfg: &Config) -> Option<f32> {
-    let offset = cfg.calibration.surface_offset_m;
-    let ratios: Vec<f32> = hands
-        .iter()
-        .flat_map(|h| {
-            (0..N_JOINTS)
-                .filter(|&k| h.valid[k] && h.map_z[k] > 0.0)
-                .map(move |k| (h.joints[k][2] - offset) / h.map_z[k])
-        })
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .collect();
-    median(ratios)
+    median(hand_ratios(hands, &cfg.calibration))
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::{Calibration, CalibrationMode, fit_scale, joint_ratios};
+use crate::calibrate::{Calibration, CalibrationMode, fit_scale, frame_ratios};
 use crate::config::Config;
 use crate::error::{Hand3dError, Result};
 use crate::geometry::Intrinsics;
@@ -114,10 +114,7 @@ pub fn annotate_clip(inputs: &ClipInputs, cfg: &Config) -> Result<ClipAnnotation
     let mut scales: Vec<(u32, f32)> = Vec::new();
     match c.mode {
         CalibrationMode::PerClip => {
-            let ratios: Vec<f32> = visible
-                .iter()
-                .flat_map(|f| joint_ratios(f, c.surface_offset_m))
-                .collect();
+            let ratios: Vec<f32> = visible.iter().flat_map(|f| frame_ratios(f, c)).collect();
             let cal = fit_scale(&ratios, c.min_valid_joints).ok_or_else(|| {
                 skip(format!(
                     "only {} valid joints for calibration, need {}",
@@ -131,7 +128,7 @@ pub fn annotate_clip(inputs: &ClipInputs, cfg: &Config) -> Result<ClipAnnotation
         CalibrationMode::PerFrame => {
             let mut residuals = Vec::new();
             for f in &visible {
-                match fit_scale(&joint_ratios(f, c.surface_offset_m), c.min_valid_joints) {
+                match fit_scale(&frame_ratios(f, c), c.min_valid_joints) {
                     Some(cal) => {
                         scales.push((f.frame_idx, cal.scale));
                         residuals.push(cal.median_abs_rel_residual);
