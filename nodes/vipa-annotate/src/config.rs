@@ -9,8 +9,9 @@
 //!                               # frame (corrupt, unreadable) is listed as a skipped clip
 //! exit_grace_ms: 10000          # after the manifest: wait at most this long for ingest to exit
 //! hand3d: {}                    # vipa_hand3d::Config: seed, visibility, calibration
-//!                               # (mode: per_clip | per_frame, surface_offset_m), objects,
-//!                               # qa, action, split; every key defaulted
+//!                               # (mode: per_clip | per_frame, surface_offset_m |
+//!                               # joint_thickness_prior), objects (complete_depth: false =
+//!                               # visible surface), qa, action, split; every key defaulted
 //! ```
 //! Relative paths are resolved against the node's working directory (under `dora run`, the
 //! dataflow YAML's folder).
