@@ -22,6 +22,13 @@ pub fn log_softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     vipa_kernels::log_softmax_last_dim(xs)
 }
 
+/// Mean token cross-entropy over the positions where `mask` is non-zero, straight from
+/// `logits: [.., vocab]` with `targets: [..]` (ids) and `mask: [..]`: one fused pass each way,
+/// no `[tokens, vocab]` log-probabilities (a drop-in body for `CausalLm::masked_cross_entropy`).
+pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    vipa_kernels::masked_cross_entropy(logits, targets, mask)
+}
+
 /// SwiGLU's gate `silu(gate) ⊙ up` (Llama / Qwen MLP) in one fused pass, with a fused backward.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     vipa_kernels::swiglu(gate, up)

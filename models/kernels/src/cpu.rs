@@ -220,3 +220,60 @@ pub(crate) fn rows_and_len(dims: &[usize], op: &str) -> Result<(usize, usize)> {
     let rows = dims.iter().product::<usize>().checked_div(d).unwrap_or(0);
     Ok((rows, d))
 }
+
+/// Lanes of the independent partial results below: a sequential float reduction cannot be
+/// vectorized (IEEE addition is not associative), eight interleaved ones can.
+const LANES: usize = 8;
+
+/// `max(x)` (`-inf` for an empty row), vectorizable.
+#[inline]
+pub(crate) fn row_max<F: Acc>(x: &[F]) -> F {
+    let mut acc = [F::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    let m = tail.iter().fold(F::NEG_INFINITY, |m, &v| m.max(v));
+    acc.iter().fold(m, |m, &v| m.max(v))
+}
+
+/// `Σ exp(x - shift)`, vectorizable: exponentials of a block go to a stack buffer in a plain
+/// element-wise loop (which LLVM vectorizes), then the buffer is added into eight lanes.
+#[inline]
+pub(crate) fn row_sum_exp<F: Acc>(x: &[F], shift: F) -> F {
+    const BLOCK: usize = 8 * LANES;
+    let mut buf = [F::ZERO; BLOCK];
+    let mut acc = [F::ZERO; LANES];
+    let chunks = x.chunks_exact(BLOCK);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (b, &v) in buf.iter_mut().zip(c) {
+            *b = (v - shift).exp();
+        }
+        for lane in buf.chunks_exact(LANES) {
+            for (a, &v) in acc.iter_mut().zip(lane) {
+                *a += v;
+            }
+        }
+    }
+    let s = tail.iter().fold(F::ZERO, |s, &v| s + (v - shift).exp());
+    acc.iter().fold(s, |s, &v| s + v)
+}
+
+/// `Σ x`, vectorizable (eight interleaved partial sums).
+#[inline]
+pub(crate) fn row_sum<F: Acc>(x: &[F]) -> F {
+    let mut acc = [F::ZERO; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let s = tail.iter().fold(F::ZERO, |s, &v| s + v);
+    acc.iter().fold(s, |s, &v| s + v)
+}

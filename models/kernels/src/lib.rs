@@ -13,7 +13,9 @@
 //!   falls back to the composed, differentiable candle ops, so gradients stay correct
 //!   everywhere, only slower; a CUDA kernel set is future work for a GPU machine.
 //!
-//! [`log_softmax_last_dim`] is the language-model loss's log-softmax (two passes per row);
+//! [`masked_cross_entropy`] is the language-model loss straight from logits (no
+//! `[tokens, vocab]` log-probabilities, gather or scatter); [`log_softmax_last_dim`] the
+//! log-softmax alone (two passes per row);
 //! [`swiglu`] the Llama/Qwen MLP gate `silu(gate) ⊙ up` in one pass each way.
 //! [`gelu`] (tanh approximation) is here too: candle's GELU backward is ~10 full-size tensor ops.
 //! [`AdamW`] is a fused optimizer step over all vars (one pass per var instead of ~15 tensor
@@ -29,6 +31,7 @@ mod attention;
 #[cfg(feature = "blas")]
 mod blas;
 mod cpu;
+mod cross_entropy;
 mod gelu;
 #[cfg(feature = "blas")]
 mod gemm;
@@ -41,6 +44,7 @@ mod swiglu;
 
 pub use adamw::AdamW;
 pub use attention::attention;
+pub use cross_entropy::masked_cross_entropy;
 pub use gelu::gelu;
 pub use linear::{linear, matmul, matrix_backend};
 pub use log_softmax::log_softmax_last_dim;

@@ -9,7 +9,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{Acc, Elems, elems, rows_and_len, rows_per_task, store_f32};
+use crate::cpu::{
+    Acc, Elems, elems, row_max, row_sum, row_sum_exp, rows_and_len, rows_per_task, store_f32,
+};
 
 fn fwd<F: Acc>(x: &[F], d: usize) -> Vec<F> {
     let mut y = vec![F::ZERO; x.len()];
@@ -21,13 +23,13 @@ fn fwd<F: Acc>(x: &[F], d: usize) -> Vec<F> {
         .zip(x.par_chunks(chunk * d))
         .for_each(|(yc, xc)| {
             for (y, x) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
-                let max = x.iter().fold(F::NEG_INFINITY, |m, &v| m.max(v));
+                let max = row_max(x);
                 if max == F::NEG_INFINITY {
                     // Every entry is -inf (or the row is empty): log of zero probabilities.
                     y.iter_mut().for_each(|v| *v = F::NEG_INFINITY);
                     continue;
                 }
-                let sum = x.iter().fold(F::ZERO, |s, &v| s + (v - max).exp());
+                let sum = row_sum_exp(x, max);
                 let lse = max + sum.ln();
                 for (y, &x) in y.iter_mut().zip(x) {
                     *y = x - lse;
@@ -51,7 +53,7 @@ fn bwd<F: Acc>(y: &[F], g: &[F], d: usize) -> Vec<F> {
                 .zip(yc.chunks_exact(d))
                 .zip(gc.chunks_exact(d))
             {
-                let sum = g.iter().fold(F::ZERO, |s, &v| s + v);
+                let sum = row_sum(g);
                 for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
                     *o = g - y.exp() * sum;
                 }

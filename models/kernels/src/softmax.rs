@@ -8,7 +8,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::cpu::{Acc, Elems, elems, rows_and_len, rows_per_task, store_f32};
+use crate::cpu::{Acc, Elems, elems, row_max, row_sum, rows_and_len, rows_per_task, store_f32};
 
 /// Softmax of one row into `y`, reading `x` and an optional additive mask row.
 #[inline]
@@ -25,19 +25,19 @@ fn softmax_row<F: Acc>(x: &[F], mask: Option<&[F]>, scale: F, y: &mut [F]) {
             }
         }
     }
-    let max = y.iter().fold(F::NEG_INFINITY, |m, &v| m.max(v));
+    let max = row_max(y);
     // A fully masked row (all -inf) has no defined softmax; emit zeros instead of NaN so one
     // padded query cannot poison a whole batch's gradients.
     if max == F::NEG_INFINITY {
         y.iter_mut().for_each(|v| *v = F::ZERO);
         return;
     }
-    let mut sum = F::ZERO;
+    // Exponentials first, then a lane-wise sum: one sequential accumulator in the same loop
+    // would keep the exponentials from vectorizing.
     for v in y.iter_mut() {
         *v = (*v - max).exp();
-        sum += *v;
     }
-    let inv = F::ONE / sum;
+    let inv = F::ONE / row_sum(y);
     y.iter_mut().for_each(|v| *v *= inv);
 }
 

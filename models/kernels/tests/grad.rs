@@ -718,3 +718,49 @@ fn linear_with_few_rows_and_a_wide_output() -> Result<()> {
     }
     Ok(())
 }
+
+fn masked_ce_slow(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let lp = ops::log_softmax(logits, D::Minus1)?;
+    let nll = lp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    (nll * mask)?.sum_all()? / mask.sum_all()?.to_scalar::<f64>()?
+}
+
+#[test]
+fn masked_cross_entropy_matches_composed_and_finite_differences() -> Result<()> {
+    // 7 rows over a 33-token vocabulary; rows 1 and 4 are masked out, row 5 counts twice.
+    let targets = Tensor::new(&[3u32, 0, 32, 7, 7, 1, 20], &Device::Cpu)?;
+    let mask = |dtype: DType| {
+        Tensor::new(&[1.0f64, 0.0, 1.0, 1.0, 0.0, 2.0, 1.0], &Device::Cpu)?.to_dtype(dtype)
+    };
+    for dtype in DTYPES {
+        let (t, m) = (targets.clone(), mask(dtype)?);
+        let m64 = mask(DType::F64)?;
+        let fast = |a: &[Tensor]| vipa_kernels::masked_cross_entropy(&a[0], &t, &m);
+        let slow = |a: &[Tensor]| masked_ce_slow(&a[0], &t, &m64);
+        for view in [View::Plain, View::Transposed, View::Narrowed] {
+            check(
+                "masked cross-entropy",
+                &fast,
+                &slow,
+                &[&[7, 33]],
+                &[3.0],
+                &[view],
+                dtype,
+                &[0],
+            )?;
+        }
+    }
+    // [b, seq, vocab] logits, and the errors: id outside the vocabulary, empty mask, shapes.
+    let x = rand(&[2, 3, 5], 4, 1.0)?;
+    let t = Tensor::new(&[[0u32, 1, 2], [3, 4, 0]], &Device::Cpu)?;
+    let ones = Tensor::ones((2, 3), DType::F64, &Device::Cpu)?;
+    let a = vipa_kernels::masked_cross_entropy(&x, &t, &ones)?.to_scalar::<f64>()?;
+    let b = masked_ce_slow(&x.reshape((6, 5))?, &t.flatten_all()?, &ones.flatten_all()?)?
+        .to_scalar::<f64>()?;
+    assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    let bad = Tensor::new(&[[0u32, 1, 5], [3, 4, 0]], &Device::Cpu)?;
+    assert!(vipa_kernels::masked_cross_entropy(&x, &bad, &ones).is_err());
+    assert!(vipa_kernels::masked_cross_entropy(&x, &t, &ones.zeros_like()?).is_err());
+    assert!(vipa_kernels::masked_cross_entropy(&x, &t.flatten_all()?, &ones).is_err());
+    Ok(())
+}

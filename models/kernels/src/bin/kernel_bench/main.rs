@@ -162,6 +162,15 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
         for i in 0..(steps + 2) {
             let t0 = Instant::now();
             match op {
+                "lm_loss_ce" => {
+                    let mask = Tensor::ones(t, candle_core::DType::F32, &dev)?;
+                    let loss = vipa_kernels::masked_cross_entropy(
+                        logits.as_tensor(),
+                        &targets.squeeze(1)?,
+                        &mask,
+                    )?;
+                    std::hint::black_box(loss.backward()?);
+                }
                 "lm_loss_candle" | "lm_loss_fused" => {
                     let lsm = if op == "lm_loss_fused" {
                         vipa_kernels::log_softmax_last_dim(logits.as_tensor())?
@@ -342,6 +351,7 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
             "composed",
             "op_lm_loss_candle",
             "op_lm_loss_fused",
+            "op_lm_loss_ce",
             "op_swiglu_candle",
             "op_swiglu_fused",
         ] {
