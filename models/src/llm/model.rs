@@ -10,7 +10,7 @@
 //! through a [`VarBuilder`]: a `VarMap`-backed builder gives trainable `Var`s, a tensor-map
 //! builder gives frozen weights.
 
-use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 
 use crate::ops::Linear;
@@ -297,8 +297,8 @@ impl Mlp {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(xs)?.silu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+        let gate = ops::swiglu(&self.gate_proj.forward(xs)?, &self.up_proj.forward(xs)?)?;
+        self.down_proj.forward(&gate)
     }
 }
 
@@ -529,16 +529,16 @@ impl CausalLm {
         targets: &Tensor,
         mask: &Tensor,
     ) -> Result<Tensor> {
-        let (b, seq, vocab) = logits.dims3()?;
-        let logits = logits.reshape((b * seq, vocab))?.to_dtype(DType::F32)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let targets = targets.to_dtype(DType::U32)?.reshape((b * seq, 1))?;
-        let nll = log_probs.gather(&targets, 1)?.squeeze(1)?.neg()?;
-        let mask = mask.to_dtype(DType::F32)?.reshape(b * seq)?;
-        let count = mask.sum_all()?.to_scalar::<f32>()?;
-        if count <= 0.0 {
-            bail!("masked_cross_entropy: the mask selects no position");
+        // One fused pass each way (no [tokens, vocab] log-probabilities); see vipa-kernels.
+        let (b, seq, _) = logits.dims3()?;
+        if targets.dims() != [b, seq] || mask.dims() != [b, seq] {
+            bail!(
+                "masked_cross_entropy: logits {:?} need targets and mask of shape [{b}, {seq}], got {:?} and {:?}",
+                logits.dims(),
+                targets.dims(),
+                mask.dims()
+            );
         }
-        (nll * mask)?.sum_all()? / count as f64
+        ops::masked_cross_entropy(logits, targets, mask)
     }
 }
