@@ -124,7 +124,8 @@ bench: setup data torch weights
 	cargo run -q -p vipa-kernels --bin kernel-bench -- --steps 7 --slow-steps 2 --rounds 3
 	cargo run -q -p vipa-models --bin model-bench -- --steps 2 --rounds 2
 	@[ -f data/hand3d/manifest.json ] || dora run dataflows/annotate.yml --stop-after 900s
-	cargo run -q -p vipa-e2e --bin train-bench -- --preset small --steps 3 --batch-size 4
+	CANDLE_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 \
+	  cargo run -q -p vipa-e2e --bin train-bench -- --preset small --steps 3 --batch-size 4
 
 # The shared PyTorch venv for fixture scripts and benchmark twins (not needed by `make test`).
 torch: setup

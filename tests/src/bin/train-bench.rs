@@ -7,7 +7,9 @@
 //!   (`vipa_encoder_2d::Encoder2d`, `vipa_encoder_3d::Encoder3d`) and the same
 //!   `vipa_train::trainer::Trainer`, called directly, one thread of control.
 //!
-//! Both sides run the same preset, seed, batch size and steps on `data/hand3d`.
+//! Both sides run the same preset, seed, batch size and steps on `data/hand3d`, with the same
+//! process settings (`make bench` exports the `CANDLE_NUM_THREADS` / `MALLOC_*` values that the
+//! training graphs set per node).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
