@@ -91,6 +91,7 @@ pub struct Trainer {
 impl Trainer {
     /// Builds the model, resuming from the newest checkpoint in `out_dir` when `resume` is set.
     pub fn new(cfg: &TrainConfig, dev: &Device) -> eyre::Result<Self> {
+        let cfg = &cfg.resolved();
         std::fs::create_dir_all(&cfg.out_dir)
             .wrap_err_with(|| format!("creating {}", cfg.out_dir.display()))?;
         let ckpts = Checkpoints::new(cfg.checkpoint_dir(), cfg.keep_checkpoints);
@@ -162,7 +163,7 @@ impl Trainer {
             .wrap_err_with(|| format!("opening {}", metrics_path.display()))?;
         let losses = crate::metrics::read_losses(&metrics_path).unwrap_or_default();
         let schedule = CosineSchedule {
-            base_lr: cfg.lr,
+            base_lr: cfg.lr(),
             warmup_ratio: cfg.warmup_ratio,
             total_steps: cfg.max_steps,
             min_lr_ratio: cfg.min_lr_ratio,
@@ -225,7 +226,7 @@ impl Trainer {
 
     /// Samples still needed to reach `max_steps`.
     pub fn samples_needed(&self) -> u64 {
-        let total = self.cfg.max_steps * u64::from(self.cfg.batch_size);
+        let total = self.cfg.max_steps * u64::from(self.cfg.batch_size());
         total.saturating_sub(self.samples_seen)
     }
 
@@ -270,7 +271,7 @@ impl Trainer {
                 j.sample_seq, sample.question_id, sample.clip_id
             )
         })?;
-        let scaled = (loss / f64::from(self.cfg.batch_size)).map_err(|e| eyre!("{e}"))?;
+        let scaled = (loss / f64::from(self.cfg.batch_size())).map_err(|e| eyre!("{e}"))?;
         let grads = scaled.backward().map_err(|e| eyre!("backward: {e}"))?;
         let plain: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
         self.accum
@@ -279,7 +280,7 @@ impl Trainer {
         self.step_loss += f64::from(value);
         self.samples_seen += 1;
         self.trained_here += 1;
-        if self.accum.micro_batches() as u32 >= self.cfg.batch_size {
+        if self.accum.micro_batches() as u32 >= self.cfg.batch_size() {
             self.apply_step()?;
         }
         Ok(())
@@ -292,7 +293,7 @@ impl Trainer {
         let plain: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
         let norm =
             clip_grad_norm(&mut grads, &plain, self.cfg.max_grad_norm).map_err(|e| eyre!("{e}"))?;
-        let loss = (self.step_loss / f64::from(self.cfg.batch_size)) as f32;
+        let loss = (self.step_loss / f64::from(self.cfg.batch_size())) as f32;
         self.step_loss = 0.0;
         if !norm.is_finite() {
             bail!(
@@ -313,7 +314,7 @@ impl Trainer {
             loss,
             lr,
             grad_norm: norm,
-            samples_per_s: f64::from(self.cfg.batch_size) / step_time.max(1e-9),
+            samples_per_s: f64::from(self.cfg.batch_size()) / step_time.max(1e-9),
             elapsed_s: elapsed,
         };
         self.metrics

@@ -17,9 +17,9 @@ fn cfg(out: &std::path::Path, max_steps: u64) -> TrainConfig {
     TrainConfig {
         out_dir: out.to_path_buf(),
         max_steps,
-        batch_size: 2,
+        batch_size: Some(2),
         checkpoint_every: 3,
-        lr: 3e-2,
+        lr: Some(3e-2),
         warmup_ratio: 0.1,
         progress: false,
         ..TrainConfig::default()

@@ -54,11 +54,11 @@ fn train_cfg(args: &Args, out: PathBuf, root: &std::path::Path) -> TrainConfig {
         llm_weights: llm(root, &args.preset),
         out_dir: out,
         max_steps: args.steps,
-        batch_size: args.batch_size,
+        batch_size: Some(args.batch_size),
         checkpoint_every: 1_000_000,
         resume: false,
         progress: false,
-        lr: 1e-3,
+        lr: Some(1e-3),
         ..TrainConfig::default()
     }
 }
