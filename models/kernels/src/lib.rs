@@ -52,3 +52,17 @@ pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, rope_i};
 pub use softmax::{scaled_masked_softmax, softmax_last_dim};
 pub use swiglu::swiglu;
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`); `None` where the OS does not
+/// report it. Shared by the benchmarks and the trainer's run summary.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

@@ -16,26 +16,9 @@
 //! CPU presets' situation (`tiny`, `small`: no pretrained checkpoint of that size exists); the
 //! full `internvl3_5_2b` preset is meant to run with the upstream weights.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
-/// One path or a list of paths.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Paths {
-    One(PathBuf),
-    Many(Vec<PathBuf>),
-}
-
-impl Paths {
-    pub fn to_vec(&self) -> Vec<PathBuf> {
-        match self {
-            Self::One(p) => vec![p.clone()],
-            Self::Many(v) => v.clone(),
-        }
-    }
-}
+pub use vipa_node_kit::Paths;
 
 /// Which semantic features the node sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -105,7 +88,7 @@ mod tests {
         let c: Encoder2dConfig = from_yaml_str("weights: a.safetensors").unwrap();
         assert_eq!(
             c.weights.unwrap().to_vec(),
-            vec![PathBuf::from("a.safetensors")]
+            vec![std::path::PathBuf::from("a.safetensors")]
         );
         let c: Encoder2dConfig = from_yaml_str("{weights: [a, b], features: projected}").unwrap();
         assert_eq!(c.weights.unwrap().to_vec().len(), 2);

@@ -25,22 +25,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// One path or a list of paths.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Paths {
-    One(PathBuf),
-    Many(Vec<PathBuf>),
-}
-
-impl Paths {
-    pub fn to_vec(&self) -> Vec<PathBuf> {
-        match self {
-            Self::One(p) => vec![p.clone()],
-            Self::Many(v) => v.clone(),
-        }
-    }
-}
+pub use vipa_node_kit::Paths;
 
 /// Which 3D encoder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

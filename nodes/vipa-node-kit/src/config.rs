@@ -19,6 +19,30 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+/// One path or a list of paths (`weights: a.safetensors` or `weights: [a, b]` in a config).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Paths {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self::Many(Vec::new())
+    }
+}
+
+impl Paths {
+    /// The paths, in order.
+    pub fn to_vec(&self) -> Vec<PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
 /// Environment variable that carries a node's configuration (a path or inline YAML).
 pub const CONFIG_ENV: &str = "VIPA_CONFIG";
 

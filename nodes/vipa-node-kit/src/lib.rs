@@ -27,7 +27,9 @@ pub mod meta;
 pub mod runtime;
 pub mod seq;
 
-pub use config::{CONFIG_ENV, ConfigError, NodeConfig, from_path, from_yaml_str, load_config};
+pub use config::{
+    CONFIG_ENV, ConfigError, NodeConfig, Paths, from_path, from_yaml_str, load_config,
+};
 pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
 pub use runtime::{LingerEnd, Recv, init_tracing, linger, recv_until};
 pub use seq::{SeqEvent, SeqStats, SeqTracker};

@@ -75,28 +75,7 @@ impl Default for EvalConfig {
     }
 }
 
-/// One path or a list of paths.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Paths {
-    One(PathBuf),
-    Many(Vec<PathBuf>),
-}
-
-impl Default for Paths {
-    fn default() -> Self {
-        Self::Many(Vec::new())
-    }
-}
-
-impl Paths {
-    pub fn to_vec(&self) -> Vec<PathBuf> {
-        match self {
-            Self::One(p) => vec![p.clone()],
-            Self::Many(v) => v.clone(),
-        }
-    }
-}
+pub use vipa_node_kit::Paths;
 
 /// The training node's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use vipa_msgs::meta::MetaReader;
 use vipa_msgs::{MetaValue, Metadata, MsgError, Payload, QaBatch, QaSample, StreamEnd, TensorMsg};
 use vipa_node_kit::{InputMsg, SeqEvent, SeqTracker};
 
@@ -86,11 +87,9 @@ pub struct Joiner {
     ends: BTreeMap<String, u64>,
 }
 
+/// An integer metadata key, `None` when absent or not an integer.
 fn int(meta: &Metadata, key: &str) -> Option<i64> {
-    match meta.get(key) {
-        Some(MetaValue::Integer(i)) => Some(*i),
-        _ => None,
-    }
+    MetaReader::new("feature stream", meta).int(key).ok()
 }
 
 impl Joiner {

@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor, Var};
 use eyre::{WrapErr, bail, eyre};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+pub use vipa_kernels::peak_rss_mib;
 
 use crate::config::TrainConfig;
 use crate::join::Joined;
@@ -32,14 +33,6 @@ pub fn mix(seed: u64, k: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// Peak resident memory of this process in MiB (`VmHWM`), where the OS reports it.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// What a finished (or stopped) run reports, also written to `summary.json`.

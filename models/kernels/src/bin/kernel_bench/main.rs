@@ -55,12 +55,7 @@ fn loadavg() -> String {
 }
 
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    vipa_kernels::peak_rss_mib().unwrap_or(f64::NAN)
 }
 
 fn median(v: &mut [f64]) -> f64 {
