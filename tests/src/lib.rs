@@ -262,6 +262,35 @@ impl Dataflow {
         Ok(self)
     }
 
+    /// Sets an input's `queue_policy` (`drop_oldest` or `backpressure`), turning a short
+    /// `name: node/output` input into the long form.
+    pub fn set_queue_policy(
+        &mut self,
+        node: &str,
+        input: &str,
+        policy: &str,
+    ) -> eyre::Result<&mut Self> {
+        let name = self.name.clone();
+        let n = self.node_mut(node)?;
+        let inputs = n
+            .get_mut("inputs")
+            .and_then(|i| i.as_mapping_mut())
+            .ok_or_else(|| eyre!("{name}: node `{node}` has no inputs"))?;
+        let entry = inputs
+            .get_mut(input)
+            .ok_or_else(|| eyre!("{name}: node `{node}` has no input `{input}`"))?;
+        if let Some(source) = entry.as_str() {
+            let mut long = serde_yaml::Mapping::new();
+            long.insert("source".into(), source.into());
+            *entry = serde_yaml::Value::Mapping(long);
+        }
+        let long = entry
+            .as_mapping_mut()
+            .ok_or_else(|| eyre!("{name}: node `{node}`: input `{input}` is malformed"))?;
+        long.insert("queue_policy".into(), policy.into());
+        Ok(self)
+    }
+
     /// Writes the runnable copy into `dir`: `build` removed (the caller builds once), node
     /// paths made absolute (`target/debug/<binary>`).
     pub fn write_to(&mut self, dir: &Path) -> eyre::Result<PathBuf> {

@@ -201,8 +201,8 @@ fn folder_source_resamples_resizes_and_loops() {
     );
 }
 
-/// A slow consumer: with the ack input (as committed) nothing is lost; without it, dora's
-/// drop-oldest queue loses frames and the sink says so.
+/// A slow consumer: with the ack input and backpressure (as committed) nothing is lost;
+/// without the ack, dora's drop-oldest queue loses frames and the sink says so.
 #[test]
 fn flow_control_protects_a_slow_consumer_and_losses_are_reported() {
     build_nodes(&["vipa-video-ingest", "vipa-frame-check"]).unwrap();
@@ -228,7 +228,14 @@ fn flow_control_protects_a_slow_consumer_and_losses_are_reported() {
         )
         .unwrap();
         if !with_ack {
-            flow.remove_input("ingest", "ack").unwrap();
+            // Open loop on dora's default drop-oldest queues (the committed graph's
+            // backpressure policy would hide the overflow this half is about).
+            flow.remove_input("ingest", "ack")
+                .unwrap()
+                .set_queue_policy("check", "image", "drop_oldest")
+                .unwrap()
+                .set_queue_policy("check", "clip_end", "drop_oldest")
+                .unwrap();
         }
         let run = run_ok(dir.path(), &mut flow);
         let s = read_summary(&summary_path).unwrap();
