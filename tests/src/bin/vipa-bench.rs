@@ -3,8 +3,7 @@
 //! 1. Ingest decode rate: a generated 640×480 H.264 clip decoded by raw OpenCV in this process
 //!    (read + BGR→RGB + copy, the same work the node does per frame) versus through the graph
 //!    `dataflows/ingest.yml` (ingest → frame-check with ack flow control over the daemon path),
-//!    measured at the sink
-//!    from its first to its last frame.
+//!    measured at the sink from its first to its last frame.
 //! 2. Transport latency: `dataflows/bench-transport.yml`, 640×480 RGB frames paced by a timer;
 //!    the sink computes receive time − send time per frame (one machine, one clock).
 //!
