@@ -17,8 +17,10 @@
 Batch 2, sequence 128 (bos, 64 image tokens, 63 text tokens), 224 px images and point maps, the
 same shapes as the Rust side; values come from torch's seeded generator (timings do not depend
 on them). Stage 1 trains the fusion layer and the point-map ViT; stage 2 also the LLM. 2
-threads. Prints `RESULT case median_ms min_ms peak_rss_mib grads/vars trainable loss` and a
-`PHASES` line with the same phase names as model-bench.
+threads. Prints `RESULT case median_ms min_ms peak_memory_mib grads/vars trainable loss` and a
+`PHASES` line with the same phase names as model-bench. `--device cuda` runs on GPU 0, with a
+synchronisation at every phase boundary; the memory column is then `max_memory_allocated`
+instead of the host's peak RSS.
 """
 
 import argparse
@@ -156,11 +158,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", type=int, choices=[1, 2], default=1)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(7)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    model = SmallVipa()
+    model = SmallVipa().to(dev)
     model.train()
     model.requires_grad_(False)
     trainable = [model.fusion, model.spatial] + ([model.llm] if args.stage == 2 else [])
@@ -179,11 +184,17 @@ def main():
     targets = torch.cat([ids[:, 1:], torch.full((BATCH, 1), 2)], 1)
     targets[targets >= 49152] = 0
     mask = (torch.arange(SEQ) >= img_tok).float().expand(BATCH, SEQ)
+    pixels, points, ids, targets, mask = (t.to(dev) for t in (pixels, points, ids, targets, mask))
 
     totals, phases = [], [[] for _ in PHASES]
     for step in range(args.steps + 1):
+        sync()
         t = [time.perf_counter()]
-        lap = lambda: t.append(time.perf_counter())
+
+        def lap():
+            sync()
+            t.append(time.perf_counter())
+
         opt.zero_grad(set_to_none=True)
         spa, valid = model.spatial(points)
         lap()
@@ -212,7 +223,8 @@ def main():
     with_grad = sum(p.grad is not None for p in params)
     n_params = sum(p.numel() for p in params)
     case = f"torch_stage{args.stage}"
-    print(f"RESULT {case} {statistics.median(totals):.1f} {min(totals):.1f} {peak_rss_mib():.0f} "
+    memory = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mib()
+    print(f"RESULT {case} {statistics.median(totals):.1f} {min(totals):.1f} {memory:.0f} "
           f"{with_grad}/{len(params)} {n_params} {loss.item():.4f}")
     print(f"PHASES {case} " + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in zip(PHASES, phases)))
 

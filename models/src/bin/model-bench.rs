@@ -16,6 +16,16 @@
 //! Usage: `cargo run -p vipa-models --bin model-bench [-- --steps 3 --rounds 2]`.
 //! `VIPA_TORCH_PYTHON` overrides the PyTorch interpreter (default `.venv-torch/bin/python`);
 //! without one the PyTorch rows are skipped.
+//!
+//! `--device cuda` runs both sides on GPU 0 (candle needs a build with `--features cuda`):
+//! every phase ends with a device synchronisation, and the table's memory column is then the
+//! peak GPU memory in use (device-wide, from the driver, for candle; `max_memory_allocated`
+//! for PyTorch) instead of host RSS.
+//!
+//! `--case candle_stage1 --parity` prints, before the timed steps, `PARITY case loss grad_norm`:
+//! the loss and global gradient norm of one step without dropout on the seeded weights and
+//! batch, so a CUDA build can be checked against the CPU (the values must agree to float
+//! rounding).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -173,7 +183,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Runs one case in this process and prints `RESULT` / `PHASES` lines.
-fn run_case(case: &str, steps: usize) -> Result<()> {
+fn run_case(case: &str, steps: usize, device: &str, parity: bool) -> Result<()> {
     let stage = match case {
         "candle_stage1" => Stage::One,
         "candle_stage2" => Stage::Two,
@@ -183,7 +193,16 @@ fn run_case(case: &str, steps: usize) -> Result<()> {
             )));
         }
     };
-    let dev = Device::Cpu;
+    let dev = match device {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            err(format!(
+                "--device cuda: {e} (build with `--features cuda` on a machine with CUDA)"
+            ))
+        })?,
+        other => return Err(err(format!("--device {other:?}: expected cpu or cuda"))),
+    };
+    let gpu_mem = GpuMemory::new(&dev);
     let cfg = small_config();
     let weights = Arc::new(Checkpoint::from_tensors(
         "seeded small preset",
@@ -205,20 +224,12 @@ fn run_case(case: &str, steps: usize) -> Result<()> {
     let mut totals = Vec::new();
     let mut phases: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
     let (mut loss_v, mut with_grad) = (0f32, 0usize);
-    for step in 0..steps + 1 {
-        let mut t = Instant::now();
-        let mut lap = |v: &mut Vec<f64>| {
-            v.push(t.elapsed().as_secs_f64() * 1e3);
-            t = Instant::now();
-        };
-        let mut p = vec![Vec::new(); PHASES.len()];
-        // The same sequence of calls as `Vipa::forward`, split into timed phases.
+    if parity {
+        // One dropout-free step's loss and gradient norm; no optimizer update.
         let spatial = model.vision().encode_spatial(&spatial_in)?;
-        lap(&mut p[0]);
         let feats = model
             .vision()
-            .forward_with_tokens(&data.pixels, Some(&spatial), true)?;
-        lap(&mut p[1]);
+            .forward_with_tokens(&data.pixels, Some(&spatial), false)?;
         let (n_img, n_tok, hidden) = feats.dims3()?;
         let embeds = model.llm().embed_with_images(
             &data.ids,
@@ -226,14 +237,58 @@ fn run_case(case: &str, steps: usize) -> Result<()> {
             &feats.reshape((n_img * n_tok, hidden))?,
         )?;
         let hidden = model.llm().forward_hidden(&embeds, 0, None)?;
-        lap(&mut p[2]);
         let logits = model.llm().logits(&hidden)?;
         let loss = CausalLm::masked_cross_entropy(&logits, &data.targets, &data.mask)?;
-        lap(&mut p[3]);
         let grads = loss.backward()?;
-        lap(&mut p[4]);
+        let mut sq = 0f64;
+        for v in &vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                sq += g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
+            }
+        }
+        println!(
+            "PARITY {case} {:.6} {:.6}",
+            loss.to_scalar::<f32>()?,
+            sq.sqrt()
+        );
+    }
+    for step in 0..steps + 1 {
+        dev.synchronize()?;
+        let mut t = Instant::now();
+        let mut lap = |v: &mut Vec<f64>| -> Result<()> {
+            dev.synchronize()?;
+            gpu_mem.sample();
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            t = Instant::now();
+            Ok(())
+        };
+        let mut p = vec![Vec::new(); PHASES.len()];
+        // The same sequence of calls as `Vipa::forward`, split into timed phases.
+        let spatial = model.vision().encode_spatial(&spatial_in)?;
+        lap(&mut p[0])?;
+        let feats = model
+            .vision()
+            .forward_with_tokens(&data.pixels, Some(&spatial), true)?;
+        lap(&mut p[1])?;
+        let (n_img, n_tok, hidden) = feats.dims3()?;
+        let embeds = model.llm().embed_with_images(
+            &data.ids,
+            cfg.image_token_id,
+            &feats.reshape((n_img * n_tok, hidden))?,
+        )?;
+        let hidden = model.llm().forward_hidden(&embeds, 0, None)?;
+        lap(&mut p[2])?;
+        let logits = model.llm().logits(&hidden)?;
+        let loss = CausalLm::masked_cross_entropy(&logits, &data.targets, &data.mask)?;
+        lap(&mut p[3])?;
+        let grads = loss.backward()?;
+        lap(&mut p[4])?;
         opt.step(&grads)?;
-        lap(&mut p[5]);
+        lap(&mut p[5])?;
         loss_v = loss.to_scalar::<f32>()?;
         with_grad = vars
             .iter()
@@ -249,10 +304,10 @@ fn run_case(case: &str, steps: usize) -> Result<()> {
         }
     }
     let min = totals.iter().copied().fold(f64::INFINITY, f64::min);
+    let memory = gpu_mem.peak_mib().unwrap_or_else(peak_rss_mib);
     println!(
-        "RESULT {case} {:.1} {min:.1} {:.0} {with_grad}/{} {trainable} {loss_v:.4}",
+        "RESULT {case} {:.1} {min:.1} {memory:.0} {with_grad}/{} {trainable} {loss_v:.4}",
         median(&mut totals),
-        peak_rss_mib(),
         vars.len()
     );
     let parts: Vec<String> = PHASES
@@ -311,9 +366,14 @@ fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
     }
 }
 
-fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
+fn orchestrate(steps: usize, rounds: usize, device: &str) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| err(format!("own executable: {e}")))?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The repository root: the working directory when the twin is there (a binary copied to
+    // another machine), else the one this binary was built from.
+    let root = std::env::current_dir()
+        .ok()
+        .filter(|d| d.join("benches/models/small_step.py").exists())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
     let python = std::env::var("VIPA_TORCH_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join(".venv-torch/bin/python"));
@@ -322,9 +382,13 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
     println!(
         "model-bench: small preset (InternViT 384×6 + point-map ViT 192×4 + fusion + \
          SmolLM2-135M-shaped Llama), batch {BATCH}, sequence {SEQ}; {rounds} interleaved rounds \
-         of {steps} timed steps after 1 warm-up; {} cores; matrices: {}",
+         of {steps} timed steps after 1 warm-up; device {device}; {} cores; matrices: {}",
         cores(),
-        vipa_kernels::matrix_backend()
+        if device == "cpu" {
+            vipa_kernels::matrix_backend()
+        } else {
+            "cuBLAS".to_string()
+        }
     );
     println!("process settings: {}", env.describe());
     if !python.exists() {
@@ -345,12 +409,15 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
                 &format!("candle_stage{stage}"),
                 "--steps",
                 &steps_s,
+                "--device",
+                device,
             ]);
             env.candle(&mut c);
             cmds.push((format!("candle stage {stage}"), c));
             if python.exists() {
                 let mut c = Command::new(&python);
-                c.arg(&script).args(["--stage", stage, "--steps", &steps_s]);
+                c.arg(&script)
+                    .args(["--stage", stage, "--steps", &steps_s, "--device", device]);
                 env.torch(&mut c);
                 cmds.push((format!("PyTorch stage {stage}"), c));
             }
@@ -413,7 +480,12 @@ fn orchestrate(steps: usize, rounds: usize) -> Result<()> {
     };
     println!();
     println!(
-        "| small preset step | median ms | min ms | × PyTorch | peak RSS MiB | vars with grad | trainable params | loss | 1-min load per round |"
+        "| small preset step | median ms | min ms | × PyTorch | {} | vars with grad | trainable params | loss | 1-min load per round |",
+        if device == "cpu" {
+            "peak RSS MiB"
+        } else {
+            "peak GPU MiB"
+        }
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &summary {
@@ -490,6 +562,55 @@ impl ProcessEnv {
     }
 }
 
+/// Peak GPU memory in use during a CUDA run, sampled from the driver (`cuMemGetInfo`) at every
+/// phase boundary: device-wide, so it includes the CUDA context and cuBLAS workspaces (PyTorch's
+/// `max_memory_allocated` counts tensors only). Inert on the CPU.
+struct GpuMemory {
+    #[cfg(feature = "cuda")]
+    cuda: Option<candle_core::CudaDevice>,
+    #[cfg(feature = "cuda")]
+    peak_used: std::cell::Cell<usize>,
+}
+
+impl GpuMemory {
+    fn new(dev: &Device) -> Self {
+        #[cfg(feature = "cuda")]
+        {
+            let cuda = match dev {
+                Device::Cuda(d) => Some(d.clone()),
+                _ => None,
+            };
+            Self {
+                cuda,
+                peak_used: std::cell::Cell::new(0),
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = dev;
+            Self {}
+        }
+    }
+
+    fn sample(&self) {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.cuda
+            && let Ok((free, total)) = d.cuda_stream().context().mem_get_info()
+        {
+            self.peak_used
+                .set(self.peak_used.get().max(total.saturating_sub(free)));
+        }
+    }
+
+    fn peak_mib(&self) -> Option<f64> {
+        #[cfg(feature = "cuda")]
+        if self.cuda.is_some() {
+            return Some(self.peak_used.get() as f64 / (1024.0 * 1024.0));
+        }
+        None
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -498,9 +619,16 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let steps = flag(&args, "--steps", 3)?.max(1);
     let rounds = flag(&args, "--rounds", 2)?;
+    let device = match args.iter().position(|a| a == "--device") {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or_else(|| err("--device needs cpu or cuda"))?
+            .as_str(),
+        None => "cpu",
+    };
     if let Some(i) = args.iter().position(|a| a == "--case") {
         let case = args.get(i + 1).ok_or_else(|| err("--case needs a name"))?;
-        return run_case(case, steps);
+        return run_case(case, steps, device, args.iter().any(|a| a == "--parity"));
     }
-    orchestrate(steps, rounds)
+    orchestrate(steps, rounds, device)
 }
