@@ -5,6 +5,7 @@
 //! Trainable modules use [`ops`] (differentiable), never candle's fused ops.
 
 pub mod checkpoint;
+pub mod device;
 pub mod llm;
 pub mod ops;
 pub mod seeded;

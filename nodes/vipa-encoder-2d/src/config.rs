@@ -5,7 +5,8 @@
 //! weights: null         # a safetensors file or a list (e.g. the InternVL3.5-2B shards, keys
 //!                       # `vision_model.*`, `mlp1.*`); null = seeded random init (see below)
 //! seed: 0               # the random init's seed (only without `weights`)
-//! device: cpu           # cpu | cuda (cuda needs a build with `--features cuda`)
+//! device: auto          # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
+//!                       # `--features cuda` build when one answers, else the CPU)
 //! features: vit_tokens  # vit_tokens: ViT patch tokens before pixel shuffle (fusion placed
 //!                       # `before_projector`, the default); projected: after `mlp1`
 //! exit_grace_ms: 10000  # after the end of stream: wait this long for dora to stop us
@@ -17,6 +18,7 @@
 //! full `internvl3_5_2b` preset is meant to run with the upstream weights.
 
 use serde::Deserialize;
+use vipa_models::device::DeviceChoice;
 
 pub use vipa_node_kit::Paths;
 
@@ -37,7 +39,7 @@ pub struct Encoder2dConfig {
     pub preset: String,
     pub weights: Option<Paths>,
     pub seed: u64,
-    pub device: String,
+    pub device: DeviceChoice,
     pub features: Features,
     pub exit_grace_ms: u64,
 }
@@ -48,7 +50,7 @@ impl Default for Encoder2dConfig {
             preset: "tiny".into(),
             weights: None,
             seed: 0,
-            device: "cpu".into(),
+            device: DeviceChoice::Auto,
             features: Features::VitTokens,
             exit_grace_ms: 10_000,
         }
@@ -61,12 +63,6 @@ impl vipa_node_kit::NodeConfig for Encoder2dConfig {
             return Err(format!(
                 "`preset` must be tiny, small or internvl3_5_2b, got {:?}",
                 self.preset
-            ));
-        }
-        if !["cpu", "cuda"].contains(&self.device.as_str()) {
-            return Err(format!(
-                "`device` must be cpu or cuda, got {:?}",
-                self.device
             ));
         }
         if let Some(w) = &self.weights

@@ -54,22 +54,14 @@ pub enum EncoderError {
         source: MsgError,
     },
     #[error(transparent)]
+    Device(#[from] vipa_models::device::DeviceError),
+    #[error(transparent)]
     Io(#[from] IoError),
 }
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
     let context = context.into();
     move |source| EncoderError::Model { context, source }
-}
-
-/// The device named in the config.
-pub fn device(name: &str) -> Result<Device, EncoderError> {
-    match name {
-        "cuda" => Device::new_cuda(0).map_err(model(
-            "device `cuda` (build the node with `--features cuda` on a machine with CUDA)",
-        )),
-        _ => Ok(Device::Cpu),
-    }
 }
 
 /// The frozen semantic encoder node logic.
@@ -96,7 +88,7 @@ impl Encoder2d {
     /// Builds the encoder: from `weights` when given (plain tensors, nothing trains), else
     /// from the seeded random init.
     pub fn new(cfg: &Encoder2dConfig) -> Result<Self, EncoderError> {
-        let device = device(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         let vl = InternVlConfig::preset(&cfg.preset).map_err(model("semantic encoder preset"))?;
         let encoder = match &cfg.weights {
             Some(paths) => {
@@ -124,6 +116,7 @@ impl Encoder2d {
             weights = cfg.weights.is_some(),
             seed = cfg.seed,
             features = ?cfg.features,
+            device = %vipa_models::device::describe(&device),
             "semantic encoder ready"
         );
         Ok(Self {

@@ -5,7 +5,8 @@
 //! preset: tiny            # tiny | small | internvl3_5_2b → point-map ViT tiny | small | cut3r_shaped
 //! weights: null           # safetensors file(s) with `spatial_encoder.*` keys; null = seeded random init
 //! seed: 0                 # the random init's seed (only without `weights`)
-//! device: cpu             # cpu | cuda (cuda needs a build with `--features cuda`)
+//! device: auto            # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
+//!                         # `--features cuda` build when one answers, else the CPU)
 //! exit_grace_ms: 10000
 //! cut3r:                  # backend cut3r only: the paper's frozen 3D encoder, fed RGB `image`s
 //!   checkpoint: null      #   safetensors from models/scripts/convert_cut3r.py (required)
@@ -24,6 +25,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use vipa_models::device::DeviceChoice;
 
 pub use vipa_node_kit::Paths;
 
@@ -47,7 +49,7 @@ pub struct Encoder3dConfig {
     pub preset: String,
     pub weights: Option<Paths>,
     pub seed: u64,
-    pub device: String,
+    pub device: DeviceChoice,
     pub exit_grace_ms: u64,
     pub cut3r: Cut3rNodeConfig,
 }
@@ -84,7 +86,7 @@ impl Default for Encoder3dConfig {
             preset: "tiny".into(),
             weights: None,
             seed: 0,
-            device: "cpu".into(),
+            device: DeviceChoice::Auto,
             exit_grace_ms: 10_000,
             cut3r: Cut3rNodeConfig::default(),
         }
@@ -97,12 +99,6 @@ impl vipa_node_kit::NodeConfig for Encoder3dConfig {
             return Err(format!(
                 "`preset` must be tiny, small or internvl3_5_2b, got {:?}",
                 self.preset
-            ));
-        }
-        if !["cpu", "cuda"].contains(&self.device.as_str()) {
-            return Err(format!(
-                "`device` must be cpu or cuda, got {:?}",
-                self.device
             ));
         }
         if let Some(w) = &self.weights

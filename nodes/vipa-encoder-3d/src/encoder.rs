@@ -76,22 +76,14 @@ pub enum EncoderError {
         source: MsgError,
     },
     #[error(transparent)]
+    Device(#[from] vipa_models::device::DeviceError),
+    #[error(transparent)]
     Io(#[from] IoError),
 }
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
     let context = context.into();
     move |source| EncoderError::Model { context, source }
-}
-
-/// The device named in the config.
-pub fn device(name: &str) -> Result<Device, EncoderError> {
-    match name {
-        "cuda" => Device::new_cuda(0).map_err(model(
-            "device `cuda` (build the node with `--features cuda` on a machine with CUDA)",
-        )),
-        _ => Ok(Device::Cpu),
-    }
 }
 
 /// The point-map ViT configuration of a VIPA preset name.
@@ -195,7 +187,7 @@ impl std::fmt::Debug for Encoder3d {
 impl Encoder3d {
     /// Builds the encoder (nothing to build for backend `none`).
     pub fn new(cfg: &Encoder3dConfig) -> Result<Self, EncoderError> {
-        let device = device(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         let vit_cfg = preset(&cfg.preset)?;
         let cut3r = match cfg.backend {
             Backend::Cut3r => Some(load_cut3r(cfg, &device)?),
@@ -228,6 +220,7 @@ impl Encoder3d {
             preset = %cfg.preset,
             weights = cfg.weights.is_some(),
             seed = cfg.seed,
+            device = %vipa_models::device::describe(&device),
             "3D encoder ready"
         );
         Ok(Self {

@@ -11,7 +11,7 @@
 //!   encoder: vits           #   vits | vitb | vitl | custom (then `custom: {depth, embed_dim,
 //!                           #   num_heads, out_channels: [4], features, layers: [4]}`)
 //!   output: disparity       #   disparity (relative models, z = 1/d) | depth (metric models)
-//!   device: cpu             #   cpu | cuda (build with --features cuda)
+//!   device: auto            #   auto | cpu | cuda (vipa_models::device)
 //!   hfov_deg: 60            #   field-of-view guess for clips without a sidecar
 //! cut3r:                    # cut3r only (see `crate::cut3r`)
 //!   checkpoint: null        #   safetensors from models/scripts/convert_cut3r.py (required)
@@ -19,7 +19,7 @@
 //!   preset: cut3r_512       #   cut3r_512 (the release) | tiny
 //!   size: 512               #   long side of the network input (multiples of 16)
 //!   min_conf: 0             #   points with confidence below this become NaN (conf ≥ 1)
-//!   device: cpu             #   cpu | cuda (build with --features cuda)
+//!   device: auto            #   auto | cpu | cuda (vipa_models::device)
 //! ```
 //! Relative paths are resolved against the node's working directory (under `dora run`, the
 //! dataflow YAML's folder).

@@ -32,7 +32,7 @@ use vipa_models::vision::config::Cut3rConfig;
 use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
 
-use crate::depth_anything::DeviceKind;
+use crate::depth_anything::DeviceChoice;
 
 /// Cut3R's patch size: network inputs are multiples of it.
 const PATCH: usize = 16;
@@ -51,7 +51,7 @@ pub struct Cut3rBackendConfig {
     pub size: usize,
     /// Points with confidence below this become NaN (0 = keep all).
     pub min_conf: f32,
-    pub device: DeviceKind,
+    pub device: DeviceChoice,
 }
 
 impl Default for Cut3rBackendConfig {
@@ -62,7 +62,7 @@ impl Default for Cut3rBackendConfig {
             preset: "cut3r_512".into(),
             size: 512,
             min_conf: 0.0,
-            device: DeviceKind::Cpu,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -107,8 +107,8 @@ pub enum Cut3rBackendError {
     Config { path: PathBuf, message: String },
     #[error("cannot load Cut3R: {0}")]
     Load(String),
-    #[error("cannot use device {0:?}: {1} (build with `--features cuda` for GPUs)")]
-    Device(DeviceKind, String),
+    #[error(transparent)]
+    Device(#[from] vipa_models::device::DeviceError),
     #[error("cut3r inference: {0}")]
     Inference(String),
 }
@@ -165,11 +165,7 @@ impl Cut3rBackend {
             None => Cut3rConfig::preset(&cfg.preset)
                 .map_err(|e| Cut3rBackendError::Load(e.to_string()))?,
         };
-        let device = match cfg.device {
-            DeviceKind::Cpu => Device::Cpu,
-            DeviceKind::Cuda => Device::new_cuda(0)
-                .map_err(|e| Cut3rBackendError::Device(cfg.device, e.to_string()))?,
-        };
+        let device = cfg.device.resolve()?;
         let model = Cut3r::load(&model_cfg, std::slice::from_ref(path), &device)
             .map_err(|e| Cut3rBackendError::Load(e.to_string()))?;
         Ok(Self {

@@ -72,15 +72,7 @@ pub enum Output {
     Depth,
 }
 
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeviceKind {
-    #[default]
-    Cpu,
-    /// GPU 0; needs the `cuda` feature.
-    Cuda,
-}
+pub use vipa_models::device::DeviceChoice;
 
 /// `depth_anything:` block of the lift-depth config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -91,7 +83,7 @@ pub struct DepthAnythingConfig {
     pub encoder: Encoder,
     pub custom: Option<CustomArch>,
     pub output: Output,
-    pub device: DeviceKind,
+    pub device: DeviceChoice,
     /// Horizontal field of view (degrees) assumed for clips without known intrinsics.
     pub hfov_deg: f32,
 }
@@ -103,7 +95,7 @@ impl Default for DepthAnythingConfig {
             encoder: Encoder::Vits,
             custom: None,
             output: Output::Disparity,
-            device: DeviceKind::Cpu,
+            device: DeviceChoice::Auto,
             hfov_deg: 60.0,
         }
     }
@@ -192,8 +184,8 @@ pub enum DepthAnythingError {
         arch: String,
         message: String,
     },
-    #[error("cannot use device {0:?}: {1} (build with `--features cuda` for GPUs)")]
-    Device(DeviceKind, String),
+    #[error(transparent)]
+    Device(#[from] vipa_models::device::DeviceError),
     #[error("depth-anything-v2 inference: {0}")]
     Inference(String),
 }
@@ -244,11 +236,7 @@ impl DepthAnything {
         if !path.is_file() {
             return Err(DepthAnythingError::Missing(path.clone()));
         }
-        let device = match cfg.device {
-            DeviceKind::Cpu => Device::Cpu,
-            DeviceKind::Cuda => Device::new_cuda(0)
-                .map_err(|e| DepthAnythingError::Device(cfg.device, e.to_string()))?,
-        };
+        let device = cfg.device.resolve()?;
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &device)
             .map_err(|e| DepthAnythingError::Unreadable {
                 path: path.clone(),

@@ -14,6 +14,8 @@
 //! train_projector: null   # null = the preset's default (true for tiny/small: their vision
 //!                         # side is random-init; false for internvl3_5_2b, as the paper)
 //! seed: 0                 # init, dropout masks; the data order is the reader's seed
+//! device: auto            # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
+//!                         # `--features cuda` build when one answers, else the CPU)
 //! out_dir: ../out/pretrain  # checkpoints/, metrics.csv, loss.png, summary.json, eval.json
 //! lr: null               # null = the preset's: 1.0e-5 for internvl3_5_2b (paper), 1.0e-4 else
 //! warmup_ratio: 0.03
@@ -44,6 +46,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vipa_models::device::DeviceChoice;
 
 /// Train or evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,7 @@ pub struct TrainConfig {
     pub init_from: Option<PathBuf>,
     pub train_projector: Option<bool>,
     pub seed: u64,
+    pub device: DeviceChoice,
     pub out_dir: PathBuf,
     pub lr: Option<f64>,
     pub warmup_ratio: f64,
@@ -121,6 +125,7 @@ impl Default for TrainConfig {
             init_from: None,
             train_projector: None,
             seed: 0,
+            device: DeviceChoice::Auto,
             out_dir: PathBuf::from("../out/pretrain"),
             lr: None,
             warmup_ratio: 0.03,

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
 use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
 use vipa_msgs::Request;
@@ -64,18 +63,10 @@ impl Sink {
     }
 }
 
-/// The device named by the build: CUDA when compiled with `cuda` and available.
-pub fn device() -> Device {
-    #[cfg(feature = "cuda")]
-    if let Ok(d) = Device::new_cuda(0) {
-        return d;
-    }
-    Device::Cpu
-}
-
 /// Runs the node until its run is complete or the feed ends.
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyre::Result<()> {
-    let dev = device();
+    let dev = cfg.device.resolve()?;
+    tracing::info!(device = %vipa_models::device::describe(&dev), "training device");
     let mut sink = match cfg.mode {
         Mode::Train => Sink::Train(Box::new(Trainer::new(&cfg, &dev).wrap_err("trainer")?)),
         Mode::Eval => Sink::Eval(Box::new(Evaluator::new(&cfg, &dev).wrap_err("evaluator")?)),

@@ -40,6 +40,8 @@ pub fn mix(seed: u64, k: u64) -> u64 {
 pub struct TrainSummary {
     pub preset: String,
     pub stage: u8,
+    /// Where it trained: `cpu`, `cuda:0`.
+    pub device: String,
     pub steps: u64,
     pub samples_seen: u64,
     pub resumed_from_step: Option<u64>,
@@ -403,6 +405,7 @@ impl Trainer {
         let summary = TrainSummary {
             preset: self.cfg.preset.clone(),
             stage: self.cfg.stage,
+            device: vipa_models::device::describe(&self.dev),
             steps: self.step,
             samples_seen: self.samples_seen,
             resumed_from_step: self.resumed_from,

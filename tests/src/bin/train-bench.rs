@@ -105,7 +105,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> eyre::Result<(f64, f64, Opt
         preset: args.preset.clone(),
         ..Default::default()
     })?;
-    let dev = vipa_train::node::device();
+    let dev = cfg.device.resolve()?;
     let mut trainer = Trainer::new(&cfg, &dev)?;
     // The reader's order: its seeded shuffle is internal, so take the dataset order; the
     // work per sample is what is measured.
