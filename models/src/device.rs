@@ -50,6 +50,18 @@ impl DeviceChoice {
     }
 }
 
+/// The device for tests that run on either: `VIPA_TEST_DEVICE=cuda` is GPU 0 (a test run on a
+/// GPU machine with a `--features cuda` build; it panics when that is not usable), anything
+/// else the CPU.
+pub fn test_device() -> Device {
+    match std::env::var("VIPA_TEST_DEVICE").as_deref() {
+        Ok("cuda") => DeviceChoice::Cuda
+            .resolve()
+            .unwrap_or_else(|e| panic!("VIPA_TEST_DEVICE=cuda: {e}")),
+        _ => Device::Cpu,
+    }
+}
+
 /// `cpu`, `cuda:0`, … for logs and run summaries.
 pub fn describe(device: &Device) -> String {
     match device.location() {

@@ -10,13 +10,13 @@
 
 mod llm_common;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::VarBuilder;
 use llm_common::{ARCHS, config, weights};
 use vipa_models::llm::{CausalLm, LlmConfig, varmap_from_tensors};
 
 fn check_all_vars_get_gradients(cfg: &LlmConfig, varmap: &candle_nn::VarMap) {
-    let dev = Device::Cpu;
+    let dev = vipa_models::device::test_device();
     let vb = VarBuilder::from_varmap(varmap, DType::F32, &dev);
     let model = CausalLm::new(cfg, vb).unwrap();
 
@@ -85,7 +85,12 @@ fn check_all_vars_get_gradients(cfg: &LlmConfig, varmap: &candle_nn::VarMap) {
 fn every_variable_gets_a_gradient() {
     for arch in ARCHS {
         let cfg = config(arch);
-        let varmap = varmap_from_tensors(&weights(arch), DType::F32).unwrap();
+        let dev = vipa_models::device::test_device();
+        let on_dev = weights(arch)
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(&dev).unwrap()))
+            .collect();
+        let varmap = varmap_from_tensors(&on_dev, DType::F32).unwrap();
         check_all_vars_get_gradients(&cfg, &varmap);
     }
 }

@@ -32,7 +32,7 @@ fn random_weights(dev: &Device) -> HashMap<String, Tensor> {
 /// Builds the tiny model for `policy`, runs forward + MSE loss + backward, and returns the
 /// trainable set and the number of vars whose gradient is finite and non-zero.
 fn check_gradients(policy: &StagePolicy, train: bool) -> (TrainableSet, usize) {
-    let dev = Device::Cpu;
+    let dev = vipa_models::device::test_device();
     let weights = Arc::new(Checkpoint::from_tensors("random", random_weights(&dev)));
     let varmap = VarMap::new();
     let model = VipaVision::new(

@@ -5,7 +5,7 @@
 // Test helpers unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used)]
 
-use candle_core::Device;
+use vipa_models::device::DeviceChoice;
 use vipa_models::vipa::VipaVisionConfig;
 use vipa_msgs::{QaSample, QaTarget, TaskType};
 use vipa_train::join::{Features, Joined};
@@ -22,6 +22,11 @@ fn cfg(out: &std::path::Path, max_steps: u64) -> TrainConfig {
         lr: Some(3e-2),
         warmup_ratio: 0.1,
         progress: false,
+        // `VIPA_TEST_DEVICE=cuda` runs these on GPU 0 (a `--features cuda` build).
+        device: match std::env::var("VIPA_TEST_DEVICE").as_deref() {
+            Ok("cuda") => DeviceChoice::Cuda,
+            _ => DeviceChoice::Cpu,
+        },
         ..TrainConfig::default()
     }
 }
@@ -66,7 +71,7 @@ fn sample(k: u64) -> Joined {
 
 /// Trains until `max_steps`, feeding from the position the trainer asks for.
 fn run(cfg: &TrainConfig, stop_after_samples: Option<u64>) -> Option<Trainer> {
-    let dev = Device::Cpu;
+    let dev = cfg.device.resolve().unwrap();
     let mut t = Trainer::new(cfg, &dev).unwrap();
     let mut k = t.samples_seen();
     while !t.done() {
@@ -117,8 +122,9 @@ fn loss_decreases_and_resume_reproduces_the_curve() {
 #[test]
 fn nan_features_are_refused_before_any_update() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Device::Cpu;
-    let mut t = Trainer::new(&cfg(dir.path(), 4), &dev).unwrap();
+    let c = cfg(dir.path(), 4);
+    let dev = c.device.resolve().unwrap();
+    let mut t = Trainer::new(&c, &dev).unwrap();
     let mut bad = sample(0);
     bad.tokens_2d[0].values[0] = f32::INFINITY;
     bad.tokens_2d[0].values[1] = f32::NAN;
@@ -154,7 +160,7 @@ fn stage_two_starts_from_stage_one_and_learns_motion_tokens() {
         init_from: Some(s1.path().join("checkpoints")),
         ..cfg(s2.path(), 12)
     };
-    let dev = Device::Cpu;
+    let dev = cfg2.device.resolve().unwrap();
     let mut t = Trainer::new(&cfg2, &dev).unwrap();
     let mut k = 0;
     while !t.done() {
