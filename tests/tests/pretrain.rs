@@ -241,6 +241,15 @@ fn tiny_chain_trains_resumes_after_sigkill_and_evaluates() {
     );
     let run = run_ok(&yml);
     assert!(run.log.contains("resuming"), "{}", run.log);
+    // The reader passed over what the checkpoint had trained on: not sent, not re-encoded.
+    let passed_over = run
+        .log
+        .lines()
+        .find(|l| l.contains("passed over the samples it already trained on"))
+        .and_then(|l| l.split("passed_over=").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(passed_over.is_some_and(|n| n > 0), "{}", run.log);
     let resumed = losses(&killed_dir);
     assert_eq!(resumed.len(), full.len(), "{resumed:?}");
     for ((s1, l1), (s2, l2)) in full.iter().zip(&resumed) {

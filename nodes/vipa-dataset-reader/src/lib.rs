@@ -5,14 +5,16 @@
 //! queues never drop a training sample.
 //!
 //! # Inputs
-//! - `request`: [`vipa_msgs::Request`] `{ seq, credits }` — "send me `credits` more samples".
+//! - `request`: [`vipa_msgs::Request`] `{ seq, credits, skip }` — "send me `credits` more
+//!   samples"; a resumed trainer's first request also says "pass over the first `skip`"
+//!   (built, not sent: their `sample_seq` numbers stay taken, nothing is encoded again).
 //!   Sequence-checked; a lost request is an error (its credits would be unknown). A request
 //!   with an already seen `seq` is ignored, so a requester may safely resend its last request
 //!   when nothing arrives for a while (a request sent before the reader was ready is lost).
 //!
 //! # Outputs (nothing is sent unrequested)
-//! - `sample`: a [`vipa_msgs::QaBatch`] with one [`vipa_msgs::QaSample`]; header `seq` =
-//!   `sample_seq`, `clip_id`, `frame_idx` = the last frame; extra metadata `sample_seq`,
+//! - `sample`: a [`vipa_msgs::QaBatch`] with one [`vipa_msgs::QaSample`]; header `seq` = the
+//!   output's count (= `sample_seq` unless resumed with `skip`), `clip_id`, `frame_idx` = the last frame; extra metadata `sample_seq`,
 //!   `n_frames`, `epoch` (Integer), `split` (String). `question_id` = `<clip_id>#<sample_seq>`,
 //!   `frame_indices` = the frames actually sent (the last `max_frames`).
 //! - `image`: one [`vipa_msgs::ImageFrame`] (rgb8, stored size) per frame, extra keys

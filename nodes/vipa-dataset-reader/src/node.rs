@@ -55,6 +55,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: ReaderConfig) -> ey
     let t = reader.totals();
     tracing::info!(
         samples = t.samples,
+        passed_over = t.passed_over,
         images = t.images,
         pointmaps = t.pointmaps,
         skipped = t.skipped,

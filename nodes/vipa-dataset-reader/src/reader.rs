@@ -115,7 +115,11 @@ pub enum SampleError {
 /// Counts for the log and the stream ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReaderTotals {
+    /// Samples sent.
     pub samples: u64,
+    /// Samples passed over unsent at a resumed requester's `skip` (they keep their
+    /// `sample_seq`: the first sample sent is `passed_over`).
+    pub passed_over: u64,
     pub images: u64,
     pub pointmaps: u64,
     pub skipped: u64,
@@ -276,6 +280,9 @@ impl Reader {
             self.credits += u64::from(req.credits);
             return Ok(());
         }
+        if req.skip > 0 {
+            self.pass_over(req, out)?;
+        }
         self.credits += u64::from(req.credits);
         while self.credits > 0 && !self.ended {
             match self.next_sample()? {
@@ -298,12 +305,52 @@ impl Reader {
         Ok(())
     }
 
+    /// Passes over `req.skip` samples without sending them: the ones a resumed trainer's
+    /// checkpoint already trained on. Each is built (so a sample that fails to build is
+    /// skipped exactly as in the first run, and the `sample_seq` numbers line up) but nothing
+    /// reaches the encoders. Only the stream's first request may ask for it.
+    fn pass_over(&mut self, req: Request, out: &mut impl Outputs) -> Result<(), ReaderError> {
+        if req.seq != 0 || self.totals.samples > 0 || self.totals.passed_over > 0 {
+            tracing::warn!(
+                seq = req.seq,
+                skip = req.skip,
+                "`skip` on a request after the first one: ignored"
+            );
+            return Ok(());
+        }
+        while self.totals.passed_over < req.skip && !self.ended {
+            match self.next_sample()? {
+                None => self.end(out)?,
+                Some(sample) => match self.build(&sample) {
+                    Ok(_) => self.totals.passed_over += 1,
+                    Err(e) => {
+                        self.totals.skipped += 1;
+                        tracing::error!(skipped = self.totals.skipped, "sample skipped: {e}");
+                    }
+                },
+            }
+        }
+        tracing::info!(
+            passed_over = self.totals.passed_over,
+            "resumed requester: passed over the samples it already trained on"
+        );
+        if !self.ended && self.no_more_data() {
+            self.end(out)?;
+        }
+        Ok(())
+    }
+
+    /// The `sample_seq` of the next sample: passed over and sent ones both count.
+    fn next_sample_seq(&self) -> u64 {
+        self.totals.passed_over + self.totals.samples
+    }
+
     /// True when `max_samples` is reached or the last epoch has no samples left.
     fn no_more_data(&self) -> bool {
         let limit = self
             .cfg
             .max_samples
-            .is_some_and(|m| self.totals.samples >= m);
+            .is_some_and(|m| self.next_sample_seq() >= m);
         let last = self.epoch + 1 >= self.cfg.epochs && self.pos >= self.order.len();
         limit || last
     }
@@ -313,7 +360,7 @@ impl Reader {
         if self
             .cfg
             .max_samples
-            .is_some_and(|m| self.totals.samples >= m)
+            .is_some_and(|m| self.next_sample_seq() >= m)
         {
             return Ok(None);
         }
@@ -362,7 +409,7 @@ impl Reader {
             return Err(SampleError::NoFrames { clip_id });
         };
         let store = self.clip_frames(&clip_id)?;
-        let sample_seq = self.totals.samples;
+        let sample_seq = self.next_sample_seq();
         let n_frames = frames.len() as u64;
         let mut images = Vec::with_capacity(frames.len());
         let mut pointmaps = Vec::with_capacity(frames.len());
@@ -416,7 +463,8 @@ impl Reader {
         qa.frame_indices = frames.iter().map(|&f| u64::from(f)).collect();
         let batch = QaBatch {
             header: StreamHeader {
-                seq: sample_seq,
+                // The output's own gap-free count (equal to `sample_seq` unless resumed).
+                seq: self.totals.samples,
                 clip_id,
                 frame_idx: u64::from(last),
                 timestamp_ns: 0,

@@ -24,7 +24,15 @@ fn int(s: &Sent, key: &str) -> i64 {
 }
 
 fn request(r: &mut Reader, out: &mut RecordingOutputs, seq: u64, credits: u32) {
-    r.on_request(Request { seq, credits }, out).unwrap();
+    r.on_request(
+        Request {
+            seq,
+            credits,
+            skip: 0,
+        },
+        out,
+    )
+    .unwrap();
 }
 
 fn data<'a>(out: &'a RecordingOutputs, output: &'a str) -> Vec<&'a Sent> {
@@ -97,6 +105,68 @@ fn sends_exactly_the_requested_samples_with_their_frames() {
         }
     }
     // Per-output seq has no gaps.
+    for out_id in [OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE] {
+        let seqs: Vec<i64> = out.on(out_id).map(|m| int(m, "seq")).collect();
+        assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>(), "{out_id}");
+    }
+}
+
+/// A resumed trainer's first request passes over the samples it already trained on: the
+/// rest arrive exactly as in an uninterrupted stream (same samples, same `sample_seq`, same
+/// frames), nothing before them is sent, and every output's own `seq` still starts at 0.
+#[test]
+fn skip_passes_over_samples_and_the_rest_match_an_uninterrupted_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), &[("clip_a", 5), ("clip_b", 5)], 4, 4).unwrap();
+    let cfg = config(dir.path(), "{epochs: 2, seed: 1, max_frames: 2}");
+    let mut full = Reader::open(&cfg).unwrap();
+    let mut all = RecordingOutputs::new();
+    request(&mut full, &mut all, 0, 40);
+    let mut resumed = Reader::open(&cfg).unwrap();
+    let mut out = RecordingOutputs::new();
+    // 11 = past the first epoch's 8 samples: the second epoch's shuffle must line up too.
+    resumed
+        .on_request(
+            Request {
+                seq: 0,
+                credits: 3,
+                skip: 11,
+            },
+            &mut out,
+        )
+        .unwrap();
+    request(&mut resumed, &mut out, 1, 40);
+    assert!(resumed.is_ended());
+    assert_eq!(resumed.totals().passed_over, 11);
+    let key = |s: &Sent| {
+        let b: QaBatch = s.decode().unwrap();
+        (
+            int(s, keys::SAMPLE_SEQ),
+            int(s, keys::EPOCH),
+            b.samples[0].question_id.clone(),
+            b.samples[0].frame_indices.clone(),
+        )
+    };
+    let want: Vec<_> = data(&all, OUT_SAMPLE)
+        .into_iter()
+        .skip(11)
+        .map(key)
+        .collect();
+    let got: Vec<_> = data(&out, OUT_SAMPLE).into_iter().map(key).collect();
+    assert_eq!(got.len(), 16 - 11);
+    assert_eq!(got, want);
+    // Frames: only those of the samples sent, with the same pixels.
+    let frames = |o: &RecordingOutputs, from: i64| -> Vec<(i64, Vec<u8>)> {
+        data(o, OUT_IMAGE)
+            .into_iter()
+            .filter(|m| int(m, keys::SAMPLE_SEQ) >= from)
+            .map(|m| {
+                let img: ImageFrame = m.decode().unwrap();
+                (int(m, keys::SAMPLE_SEQ), img.bytes().to_vec())
+            })
+            .collect()
+    };
+    assert_eq!(frames(&out, 0), frames(&all, 11));
     for out_id in [OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE] {
         let seqs: Vec<i64> = out.on(out_id).map(|m| int(m, "seq")).collect();
         assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>(), "{out_id}");
@@ -229,7 +299,14 @@ fn lost_request_is_an_error_and_bad_dataset_names_the_path() {
     let mut r = Reader::open(&config(dir.path(), "")).unwrap();
     let mut out = RecordingOutputs::new();
     let err = r
-        .on_request(Request { seq: 1, credits: 1 }, &mut out)
+        .on_request(
+            Request {
+                seq: 1,
+                credits: 1,
+                skip: 0,
+            },
+            &mut out,
+        )
         .unwrap_err();
     assert!(
         matches!(err, ReaderError::RequestGap { missing: 1, .. }),

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`ClipEnd`] | `clip_end` | header keys, `frames`, `complete`, optional `last_seq` |
 //! | [`StreamEnd`] | `stream_end` | header keys, `clips`, `frames`, `bad_sources` |
-//! | [`Request`] | `request` | `seq`, `credits` (≥ 1) |
+//! | [`Request`] | `request` | `seq`, `credits` (≥ 1), optional `skip` (absent = 0) |
 //! | [`Ack`] | `ack` | `seq`, `received` |
 //!
 //! "Header keys" are the [`StreamHeader`] keys; `seq` is always the sender's per-output counter,
@@ -27,7 +27,10 @@
 //!   an ack or linger briefly).
 //! - **Pull-driven training:** the trainer sends `Request { credits: n }` and the reader answers
 //!   with exactly `n` batches, so nothing queues beyond what was asked for and dora's
-//!   drop-oldest queues never lose a training batch.
+//!   drop-oldest queues never lose a training batch. A resumed trainer's first request
+//!   (`seq` 0) carries `skip`: the samples its checkpoint already trained on, which the reader
+//!   passes over without sending (their `sample_seq` numbers stay taken), so nothing
+//!   downstream encodes them again.
 //! - **Acks:** a receiver reports how many messages it has received so far; a sender that
 //!   keeps at most `N` un-acked messages in flight never overfills a queue of depth `N`.
 
@@ -50,6 +53,8 @@ pub const CLIPS: &str = "clips";
 pub const BAD_SOURCES: &str = "bad_sources";
 /// Metadata key: batches requested ([`Request`]).
 pub const CREDITS: &str = "credits";
+/// Metadata key: samples to pass over before the first one sent ([`Request`], optional).
+pub const SKIP: &str = "skip";
 /// Metadata key: messages received so far ([`Ack`]).
 pub const RECEIVED: &str = "received";
 
@@ -98,6 +103,9 @@ pub struct Request {
     pub seq: u64,
     /// Batches asked for, at least 1.
     pub credits: u32,
+    /// Samples to pass over, unsent, before the first one sent: a resumed requester's
+    /// position. Only a stream's first request (`seq` 0) may carry it; 0 = none.
+    pub skip: u64,
 }
 
 /// Flow control: "I have received `received` of your messages so far".
@@ -283,6 +291,9 @@ impl Payload for Request {
     fn to_arrow(&self) -> (ArrayRef, Metadata) {
         let (array, mut meta) = encode(Self::KIND, None, self.seq);
         put(&mut meta, CREDITS, MetaValue::Integer(self.credits.into()));
+        if self.skip > 0 {
+            put(&mut meta, SKIP, int(self.skip));
+        }
         (array, meta)
     }
 
@@ -291,7 +302,8 @@ impl Payload for Request {
         let seq = r.uint(keys::SEQ)?;
         // `dim`: a positive u32, since a request for 0 batches is a bug in the requester.
         let credits = r.dim(CREDITS)?;
-        Ok(Self { seq, credits })
+        let skip = if r.has(SKIP) { r.uint(SKIP)? } else { 0 };
+        Ok(Self { seq, credits, skip })
     }
 }
 

@@ -995,6 +995,12 @@ fn control_round_trips() {
     let request = Request {
         seq: 11,
         credits: 4,
+        skip: 0,
+    };
+    let resumed = Request {
+        seq: 0,
+        credits: 4,
+        skip: 120,
     };
     let ack = Ack {
         seq: 5,
@@ -1004,6 +1010,9 @@ fn control_round_trips() {
     round_trip(&empty_clip);
     round_trip(&stream_end);
     round_trip(&request);
+    round_trip(&resumed);
+    // A request without `skip` (the key is optional) decodes as skip 0.
+    assert!(!request.to_arrow().1.contains_key("skip"));
     round_trip(&ack);
     for c in [
         Control::ClipEnd(clip_end),
@@ -1025,7 +1034,11 @@ fn control_round_trips() {
 
 #[test]
 fn control_errors() {
-    let request = Request { seq: 1, credits: 2 };
+    let request = Request {
+        seq: 1,
+        credits: 2,
+        skip: 0,
+    };
     let (array, meta) = request.to_arrow();
     // A data message is never a control message.
     assert_shape(
@@ -1225,7 +1238,15 @@ fn samples() -> Vec<(&'static str, ArrayRef, Metadata)> {
             }
             .to_arrow(),
         ),
-        ("request", Request { seq: 0, credits: 1 }.to_arrow()),
+        (
+            "request",
+            Request {
+                seq: 0,
+                credits: 1,
+                skip: 0,
+            }
+            .to_arrow(),
+        ),
         (
             "ack",
             Ack {

@@ -104,6 +104,13 @@ impl Joiner {
         }
     }
 
+    /// Expects the first sample to be number `first` (a resumed run whose reader passed over
+    /// the samples before it); an earlier one is then an error.
+    pub fn starting_at(mut self, first: u64) -> Self {
+        self.next = first;
+        self
+    }
+
     /// Sequence statistics per input.
     pub fn seq(&self) -> &SeqTracker {
         &self.seq
@@ -260,7 +267,8 @@ impl Joiner {
         Some(joined)
     }
 
-    /// Samples handed out so far.
+    /// The `sample_seq` of the next sample to hand out: the starting point plus the samples
+    /// handed out so far.
     pub fn delivered(&self) -> u64 {
         self.next
     }
@@ -342,6 +350,20 @@ mod tests {
             .on_input(&msg(IN_TOKENS_2D, &feats(3), &f(2)))
             .unwrap_err();
         assert!(matches!(err, JoinError::Gap { missing: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_resumed_joiner_starts_at_its_first_sample_and_refuses_earlier_ones() {
+        let mut j = Joiner::new(false).starting_at(5);
+        // Transport `seq` restarts at 0; `sample_seq` continues at 5.
+        let f = |s: i64| [("sample_seq", s), ("n_frames", 1), ("frame_slot", 0)];
+        j.on_input(&msg(IN_SAMPLE, &sample(0), &f(5))).unwrap();
+        j.on_input(&msg(IN_TOKENS_2D, &feats(0), &f(5))).unwrap();
+        let s = j.pop_ready().unwrap();
+        assert_eq!(s.sample_seq, 5);
+        assert_eq!(j.delivered(), 6);
+        let err = j.on_input(&msg(IN_SAMPLE, &sample(1), &f(2))).unwrap_err();
+        assert!(err.to_string().contains("after it was trained on"), "{err}");
     }
 
     #[test]

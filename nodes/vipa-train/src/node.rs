@@ -71,12 +71,19 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
         Mode::Train => Sink::Train(Box::new(Trainer::new(&cfg, &dev).wrap_err("trainer")?)),
         Mode::Eval => Sink::Eval(Box::new(Evaluator::new(&cfg, &dev).wrap_err("evaluator")?)),
     };
-    let mut joiner = Joiner::new(sink.needs_3d());
+    // A resumed run asks the reader to pass over the samples its checkpoint already trained
+    // on (the first request's `skip`), so they are neither sent nor encoded again; the first
+    // sample to arrive is then number `skip`.
     let skip = sink.skip();
-    // Total samples to ask for: the skipped ones plus what the run still needs.
-    let budget = sink.wanted(&cfg).map(|w| w + skip);
+    let mut joiner = Joiner::new(sink.needs_3d()).starting_at(skip);
+    // Samples still to ask for.
+    let budget = sink.wanted(&cfg);
     let mut requested: u64 = 0;
-    let mut req = Request { seq: 0, credits: 0 };
+    let mut req = Request {
+        seq: 0,
+        credits: 0,
+        skip: 0,
+    };
     let mut ask = |node: &mut DoraNode,
                    joiner: &Joiner,
                    requested: &mut u64|
@@ -84,7 +91,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
         if joiner.samples_ended() {
             return Ok(None);
         }
-        let in_flight = *requested - joiner.delivered();
+        let in_flight = *requested - (joiner.delivered() - skip);
         let mut want = u64::from(cfg.credits).saturating_sub(in_flight);
         if let Some(b) = budget {
             want = want.min(b.saturating_sub(*requested));
@@ -92,9 +99,11 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
         if want == 0 {
             return Ok(None);
         }
+        let first = *requested == 0;
         let r = Request {
-            seq: req.seq + u64::from(*requested > 0),
+            seq: req.seq + u64::from(!first),
             credits: want as u32,
+            skip: if first { skip } else { 0 },
         };
         DoraOutputs::new(node)
             .send(OUT_REQUEST, &r)
@@ -106,7 +115,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
     if skip > 0 {
         tracing::info!(
             skip,
-            "resumed: dropping the samples the checkpoint already trained on"
+            "resumed: the reader passes over the samples the checkpoint already trained on"
         );
     }
     let resend = Duration::from_millis(cfg.resend_ms);

@@ -272,6 +272,7 @@ fn main() -> eyre::Result<()> {
     let mut req = Request {
         seq: 0,
         credits: cfg.credits,
+        skip: 0,
     };
     DoraOutputs::new(&mut node)
         .send("request", &req)
@@ -303,6 +304,7 @@ fn main() -> eyre::Result<()> {
                         req = Request {
                             seq: req.seq + 1,
                             credits: cfg.credits,
+                            skip: 0,
                         };
                         DoraOutputs::new(&mut node)
                             .send("request", &req)
