@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use dora_node_api::{DoraNode, Event, EventStream};
+use dora_node_api::{DoraNode, EventStream};
 use eyre::WrapErr;
-use vipa_node_kit::{DoraOutputs, InputMsg, linger};
+use vipa_node_kit::{DoraOutputs, Flow, linger, run_inputs};
 
 use crate::config::Encoder3dConfig;
 use crate::encoder::Encoder3d;
@@ -13,27 +13,15 @@ use crate::encoder::Encoder3d;
 /// Runs the encoder until its input ends or dora stops it.
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: Encoder3dConfig) -> eyre::Result<()> {
     let mut enc = Encoder3d::new(&cfg).wrap_err("encoder-3d")?;
-    while let Some(event) = events.recv() {
-        match &event {
-            Event::Input { .. } => {
-                let Some(msg) = InputMsg::from_event(&event) else {
-                    continue;
-                };
-                enc.on_input(&msg, &mut DoraOutputs::new(&mut node))
-                    .wrap_err("encoder-3d")?;
-                if enc.is_ended() {
-                    break;
-                }
-            }
-            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
-            Event::Stop(cause) => {
-                tracing::info!(?cause, "stop requested");
-                break;
-            }
-            Event::Error(e) => tracing::warn!("event stream error: {e}"),
-            _ => {}
-        }
-    }
+    run_inputs(&mut events, |msg| {
+        enc.on_input(msg, &mut DoraOutputs::new(&mut node))
+            .wrap_err("encoder-3d")?;
+        eyre::Ok(if enc.is_ended() {
+            Flow::Done
+        } else {
+            Flow::Continue
+        })
+    })?;
     if enc.is_ended() {
         // Nothing confirms receipt here; stay until dora stops us (the graph winds down once
         // the consumer has every stream end) or the grace period passes.

@@ -4,9 +4,9 @@
 //! annotate node has acked every frame, and annotate acks a frame only after its hands message
 //! arrived, so this node's inputs close (and it exits) after its last message was delivered.
 
-use dora_node_api::{DoraNode, Event, EventStream};
+use dora_node_api::{DoraNode, EventStream};
 use eyre::WrapErr;
-use vipa_node_kit::{DoraOutputs, InputMsg};
+use vipa_node_kit::{DoraOutputs, Flow, run_inputs};
 
 use crate::config::LiftHandsConfig;
 use crate::lift::LiftHands;
@@ -15,20 +15,11 @@ use crate::lift::LiftHands;
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: LiftHandsConfig) -> eyre::Result<()> {
     tracing::info!(backend = cfg.backend.as_str(), sidecar_dir = %cfg.sidecar_dir.display(), "starting lift-hands");
     let mut lift = LiftHands::new(cfg);
-    while let Some(event) = events.recv() {
-        match &event {
-            Event::Input { .. } => {
-                if let Some(msg) = InputMsg::from_event(&event) {
-                    lift.on_input(&msg, &mut DoraOutputs::new(&mut node))
-                        .wrap_err("cannot send a hands message")?;
-                }
-            }
-            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
-            Event::Stop(cause) => tracing::info!(?cause, "stop"),
-            Event::Error(e) => tracing::warn!("event stream error: {e}"),
-            _ => {}
-        }
-    }
+    run_inputs(&mut events, |msg| {
+        lift.on_input(msg, &mut DoraOutputs::new(&mut node))
+            .wrap_err("cannot send a hands message")?;
+        eyre::Ok(Flow::Continue)
+    })?;
     lift.log_summary();
     Ok(())
 }

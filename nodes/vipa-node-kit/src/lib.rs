@@ -31,7 +31,7 @@ pub use config::{
     CONFIG_ENV, ConfigError, NodeConfig, Paths, from_path, from_yaml_str, load_config,
 };
 pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
-pub use runtime::{LingerEnd, Recv, init_tracing, linger, recv_until};
+pub use runtime::{Flow, LingerEnd, Recv, init_tracing, linger, recv_until, run_inputs};
 pub use seq::{SeqEvent, SeqStats, SeqTracker};
 
 /// Current time as nanoseconds since the Unix epoch (0 if the clock is before 1970).

@@ -1,5 +1,6 @@
-//! Run-loop helpers shared by every node: logging setup, timed receive, and the wait before
-//! exit that keeps dora from dropping a node's last messages.
+//! Run-loop helpers shared by every node: logging setup, the input loop of a node that only
+//! reacts to its inputs ([`run_inputs`]), timed receive, and the wait before exit that keeps
+//! dora from dropping a node's last messages.
 //!
 //! # Why a node must not exit right after its last send
 //! With dora 1.1 a message still in flight when its sender's process exits can be lost: the
@@ -14,6 +15,8 @@
 use std::time::{Duration, Instant};
 
 use dora_node_api::{Event, EventStream};
+
+use crate::io::InputMsg;
 
 /// Sets up `tracing` to stderr (dora captures it into the node's log), filtered by `RUST_LOG`
 /// (default `info`). Safe to call twice: the second call keeps the first subscriber.
@@ -31,6 +34,43 @@ pub fn init_tracing(node_id: &str) {
     if result.is_ok() {
         tracing::debug!(node = node_id, "tracing ready");
     }
+}
+
+/// What a [`run_inputs`] handler wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The node's work is done (e.g. its stream has ended): leave the loop.
+    Done,
+}
+
+/// The event loop of a node that only reacts to its inputs: hands every input message to
+/// `handle` until it returns [`Flow::Done`] or an error, dora stops the node, or the inputs
+/// close. Input closes, the stop and event-stream errors are logged.
+pub fn run_inputs<E>(
+    events: &mut EventStream,
+    mut handle: impl FnMut(&InputMsg) -> Result<Flow, E>,
+) -> Result<(), E> {
+    while let Some(event) = events.recv() {
+        match &event {
+            Event::Input { .. } => {
+                let Some(msg) = InputMsg::from_event(&event) else {
+                    continue;
+                };
+                if handle(&msg)? == Flow::Done {
+                    break;
+                }
+            }
+            Event::InputClosed { id } => tracing::info!(input = %id, "input closed"),
+            Event::Stop(cause) => {
+                tracing::info!(?cause, "stop requested");
+                break;
+            }
+            Event::Error(e) => tracing::warn!("event stream error: {e}"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The result of a receive with a deadline.
