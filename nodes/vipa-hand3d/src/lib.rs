@@ -19,6 +19,7 @@
 
 pub mod answer;
 pub mod backend;
+pub mod baseline;
 pub mod calibrate;
 pub mod config;
 pub mod dataset;

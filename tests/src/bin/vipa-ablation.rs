@@ -6,6 +6,12 @@
 //! vipa-ablation report out/pretrain/eval.json [more eval.json …]
 //! ```
 //!
+//! Both end the table with the **image-blind prior**
+//! ([`vipa_hand3d::baseline::prior_metrics`]): per task, the one constant answer fitted to the
+//! train split (majority direction per axis, median distance), scored on the same test split. A
+//! trained model has to beat that row to show it uses the images, not only the answer format
+//! and the dataset's averages.
+//!
 //! `run` uses the committed graphs `pretrain-no3d.yml` and `pretrain.yml` (each resumes from
 //! its own `out/…/checkpoints`, so a finished run is not repeated) and `eval.yml` three times
 //! with the matching encoder-3d backend, checkpoint and label, all rewritten into
@@ -21,6 +27,7 @@ use clap::{Parser, Subcommand};
 use eyre::{WrapErr, bail};
 use serde_yaml::Value;
 use vipa_e2e::{Dataflow, dora_run_live, repo_root};
+use vipa_hand3d::{DatasetReader, Split};
 
 #[derive(Parser)]
 #[command(about = "VIPA pretraining ablation and evaluation table")]
@@ -36,9 +43,17 @@ enum Cmd {
         /// Upper bound for each dora run, in seconds.
         #[arg(long, default_value_t = 3600)]
         stop_after: u64,
+        /// The Hand3D dataset, for the image-blind prior row.
+        #[arg(long, default_value = "data/hand3d")]
+        dataset: PathBuf,
     },
     /// Prints the table of existing eval.json files.
-    Report { files: Vec<PathBuf> },
+    Report {
+        files: Vec<PathBuf>,
+        /// The Hand3D dataset, for the image-blind prior row.
+        #[arg(long, default_value = "data/hand3d")]
+        dataset: PathBuf,
+    },
 }
 
 fn abs(p: &Path) -> Value {
@@ -108,8 +123,20 @@ fn fmt(v: &serde_json::Value, digits: usize) -> String {
     }
 }
 
-/// The table of eval.json files, as Markdown.
-fn table(files: &[PathBuf]) -> eyre::Result<String> {
+/// One table row.
+fn row(label: &str, steps: &str, o: &serde_json::Value) -> String {
+    format!(
+        "| {label} | {steps} | {} | {:.0} % | {} | {} | {} |\n",
+        o["n"],
+        o["parse_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        fmt(&o["distance_mae_m"], 3),
+        fmt(&o["direction_score"], 2),
+        fmt(&o["degrees_mae"], 2),
+    )
+}
+
+/// The table of eval.json files, as Markdown, ending with the image-blind prior of `dataset`.
+fn table(files: &[PathBuf], dataset: &Path) -> eyre::Result<String> {
     let mut out = String::from(
         "| model | trained steps | answers | parsed | distance MAE (m) | direction (/3) | degrees MAE |\n\
          |---|---:|---:|---:|---:|---:|---:|\n",
@@ -123,19 +150,31 @@ fn table(files: &[PathBuf]) -> eyre::Result<String> {
                 )
             })?,
         )?;
-        let o = &r["overall"];
-        out.push_str(&format!(
-            "| {} | {} | {} | {:.0} % | {} | {} | {} |\n",
+        out.push_str(&row(
             r["label"].as_str().unwrap_or("?"),
-            r["trained_steps"]
+            &r["trained_steps"]
                 .as_u64()
                 .map_or("0".into(), |s| s.to_string()),
-            o["n"],
-            o["parse_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            fmt(&o["distance_mae_m"], 3),
-            fmt(&o["direction_score"], 2),
-            fmt(&o["degrees_mae"], 2),
+            &r["overall"],
         ));
+    }
+    let prior = DatasetReader::open(dataset).and_then(|reader| {
+        Ok(vipa_hand3d::baseline::prior_metrics(
+            &reader.samples(Split::Train)?,
+            &reader.samples(Split::Test)?,
+        ))
+    });
+    match prior {
+        Ok(prior) => out.push_str(&row(
+            "image-blind prior (train-split constant answer per task)",
+            "–",
+            &serde_json::to_value(prior)?,
+        )),
+        Err(e) => out.push_str(&format!(
+            "\n(no image-blind prior row: the dataset at {} cannot be read: {e}; pass \
+             `--dataset`)\n",
+            dataset.display()
+        )),
     }
     Ok(out)
 }
@@ -143,8 +182,8 @@ fn table(files: &[PathBuf]) -> eyre::Result<String> {
 fn main() -> eyre::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Report { files } => {
-            print!("{}", table(&files)?);
+        Cmd::Report { files, dataset } => {
+            print!("{}", table(&files, &dataset)?);
             for f in &files {
                 if let Some(dir) = f.parent() {
                     println!("checkpoints: {}", dir.join("checkpoints").display());
@@ -153,7 +192,10 @@ fn main() -> eyre::Result<()> {
                 }
             }
         }
-        Cmd::Run { stop_after } => {
+        Cmd::Run {
+            stop_after,
+            dataset,
+        } => {
             let root = repo_root();
             let out = root.join("out");
             // The two trainings: the committed graphs, which differ only in encoder-3d (and
@@ -203,7 +245,7 @@ fn main() -> eyre::Result<()> {
                 run_graph(&yml, stop_after)?;
                 files.push(dir.join("eval.json"));
             }
-            let t = table(&files)?;
+            let t = table(&files, &root.join(dataset))?;
             std::fs::write(out.join("ablation/table.md"), &t)?;
             println!("\nHand3D-test (held-out synthetic clips), paper Table 8 metrics:\n\n{t}");
             println!("table: {}", out.join("ablation/table.md").display());
