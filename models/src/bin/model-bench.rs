@@ -41,6 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use vipa_models::checkpoint::Checkpoint;
+use vipa_models::device::DeviceChoice;
 use vipa_models::llm::{CausalLm, LlmConfig};
 use vipa_models::seeded::seeded_builder;
 use vipa_models::stage::{Stage, StagePolicy};
@@ -193,15 +194,12 @@ fn run_case(case: &str, steps: usize, device: &str, parity: bool) -> Result<()> 
             )));
         }
     };
-    let dev = match device {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0).map_err(|e| {
-            err(format!(
-                "--device cuda: {e} (build with `--features cuda` on a machine with CUDA)"
-            ))
-        })?,
+    let choice = match device {
+        "cpu" => DeviceChoice::Cpu,
+        "cuda" => DeviceChoice::Cuda,
         other => return Err(err(format!("--device {other:?}: expected cpu or cuda"))),
     };
+    let dev = choice.resolve().map_err(|e| err(e.to_string()))?;
     let gpu_mem = GpuMemory::new(&dev);
     let cfg = small_config();
     let weights = Arc::new(Checkpoint::from_tensors(
