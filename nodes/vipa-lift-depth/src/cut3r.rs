@@ -166,6 +166,7 @@ impl Cut3rBackend {
                 .map_err(|e| Cut3rBackendError::Load(e.to_string()))?,
         };
         let device = cfg.device.resolve()?;
+        tracing::info!(device = %vipa_models::device::describe(&device), "cut3r backend device");
         let model = Cut3r::load(&model_cfg, std::slice::from_ref(path), &device)
             .map_err(|e| Cut3rBackendError::Load(e.to_string()))?;
         Ok(Self {

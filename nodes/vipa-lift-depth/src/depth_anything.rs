@@ -237,6 +237,7 @@ impl DepthAnything {
             return Err(DepthAnythingError::Missing(path.clone()));
         }
         let device = cfg.device.resolve()?;
+        tracing::info!(device = %vipa_models::device::describe(&device), "depth-anything-v2 backend device");
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &device)
             .map_err(|e| DepthAnythingError::Unreadable {
                 path: path.clone(),
