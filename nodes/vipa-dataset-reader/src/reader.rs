@@ -45,12 +45,9 @@ pub const OUT_POINTMAP: &str = "pointmap";
 
 /// Metadata keys added to the payloads' own keys.
 pub mod keys {
-    /// Integer: the sample's number over the run (= `seq` of its `sample` message).
-    pub const SAMPLE_SEQ: &str = "sample_seq";
-    /// Integer: frames in the sample.
-    pub const N_FRAMES: &str = "n_frames";
-    /// Integer: position of a frame in its sample, 0 = oldest.
-    pub const FRAME_SLOT: &str = "frame_slot";
+    /// The feed's shared keys: `sample_seq` (the sample's number over the run, counting
+    /// passed-over ones), `n_frames`, `frame_slot`.
+    pub use vipa_msgs::meta::keys::{FRAME_SLOT, N_FRAMES, SAMPLE_SEQ};
     /// Integer: the epoch the sample belongs to (`sample` only).
     pub const EPOCH: &str = "epoch";
     /// String: `train` or `test` (`sample` only).

@@ -28,7 +28,7 @@ pub const IN_IMAGE: &str = "image";
 /// Output id of the features.
 pub const OUT_TOKENS: &str = "tokens_2d";
 /// Keys copied from an input frame to its features.
-pub const PASS_THROUGH: [&str; 3] = ["sample_seq", "frame_slot", "n_frames"];
+pub const PASS_THROUGH: [&str; 3] = vipa_msgs::meta::keys::SAMPLE_KEYS;
 
 /// Why the encoder cannot go on.
 #[derive(Debug, thiserror::Error)]

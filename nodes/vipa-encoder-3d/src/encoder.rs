@@ -46,9 +46,9 @@ pub const IN_IMAGE: &str = "image";
 /// Output id of the tokens.
 pub const OUT_TOKENS: &str = "tokens_3d";
 /// Metadata key of the per-token validity (`ListInt` of 0/1).
-pub const TOKEN_VALID: &str = "token_valid";
+pub const TOKEN_VALID: &str = vipa_msgs::meta::keys::TOKEN_VALID;
 /// Keys copied from an input point map to its tokens.
-pub const PASS_THROUGH: [&str; 3] = ["sample_seq", "frame_slot", "n_frames"];
+pub const PASS_THROUGH: [&str; 3] = vipa_msgs::meta::keys::SAMPLE_KEYS;
 /// Checkpoint prefix of the point-map ViT (as in `VipaVision`).
 pub const PREFIX: &str = "spatial_encoder";
 
@@ -304,8 +304,8 @@ impl Encoder3d {
                 )),
             });
         };
-        let slot = meta_int(meta, "frame_slot");
-        let sample = meta_int(meta, "sample_seq");
+        let slot = meta_int(meta, vipa_msgs::meta::keys::FRAME_SLOT);
+        let sample = meta_int(meta, vipa_msgs::meta::keys::SAMPLE_SEQ);
         let clip = &image.header.clip_id;
         let carry_on = slot.is_some_and(|s| s > 0)
             && c.state

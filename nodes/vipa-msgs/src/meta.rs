@@ -57,6 +57,19 @@ pub mod keys {
     pub const UNITS: &str = "units";
     /// Names of the entries along the last axis (`ListString`), e.g. robot state dimensions.
     pub const NAMES: &str = "names";
+
+    // The pretraining feed (dataset-reader → encoders → trainer). A sample's frames and its
+    // features carry these, so the trainer can join them.
+    /// Integer: a training sample's number over the run (dataset-reader).
+    pub const SAMPLE_SEQ: &str = "sample_seq";
+    /// Integer: frames in the sample.
+    pub const N_FRAMES: &str = "n_frames";
+    /// Integer: position of a frame in its sample, 0 = oldest.
+    pub const FRAME_SLOT: &str = "frame_slot";
+    /// The keys an encoder copies from a sample's frame to the frame's features.
+    pub const SAMPLE_KEYS: [&str; 3] = [SAMPLE_SEQ, FRAME_SLOT, N_FRAMES];
+    /// `ListInt` of 0/1 per token: which 3D tokens saw valid points (encoder-3d).
+    pub const TOKEN_VALID: &str = "token_valid";
 }
 
 /// The one coordinate frame of vipa's 3D streams: the camera frame with OpenCV axes

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use vipa_msgs::meta::MetaReader;
+use vipa_msgs::meta::{MetaReader, keys};
 use vipa_msgs::{MetaValue, Metadata, MsgError, Payload, QaBatch, QaSample, StreamEnd, TensorMsg};
 use vipa_node_kit::{InputMsg, SeqEvent, SeqTracker};
 
@@ -22,7 +22,7 @@ pub const IN_TOKENS_2D: &str = "tokens_2d";
 /// Input id of the 3D features.
 pub const IN_TOKENS_3D: &str = "tokens_3d";
 /// Metadata key of the 3D tokens' validity (`ListInt`, 1 = valid), set by encoder-3d.
-pub const TOKEN_VALID: &str = "token_valid";
+pub const TOKEN_VALID: &str = keys::TOKEN_VALID;
 
 /// Features of one frame: `f32[tokens, channels]`, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +172,7 @@ impl Joiner {
             seq,
             problem,
         };
-        let sample_seq = int(&msg.meta, "sample_seq")
+        let sample_seq = int(&msg.meta, keys::SAMPLE_SEQ)
             .filter(|s| *s >= 0)
             .ok_or_else(|| bad("no `sample_seq` (is this fed by vipa-dataset-reader?)".into()))?
             as u64;
@@ -181,7 +181,7 @@ impl Joiner {
                 "sample {sample_seq} arrived after it was trained on"
             )));
         }
-        let n_frames = int(&msg.meta, "n_frames")
+        let n_frames = int(&msg.meta, keys::N_FRAMES)
             .filter(|n| *n > 0)
             .ok_or_else(|| bad("no `n_frames`".into()))? as usize;
         let entry = self.pending.entry(sample_seq).or_default();
@@ -204,7 +204,7 @@ impl Joiner {
         if input == IN_TOKENS_3D && !self.need_3d {
             return Ok(());
         }
-        let slot = int(&msg.meta, "frame_slot")
+        let slot = int(&msg.meta, keys::FRAME_SLOT)
             .filter(|s| *s >= 0 && (*s as usize) < n_frames)
             .ok_or_else(|| bad("no valid `frame_slot`".into()))? as usize;
         let t = TensorMsg::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;

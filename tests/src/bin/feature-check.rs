@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use dora_node_api::{DoraNode, Event};
 use eyre::WrapErr;
 use serde::{Deserialize, Serialize};
+use vipa_msgs::meta::keys;
 use vipa_msgs::{MetaValue, Metadata, Payload, QaBatch, Request, StreamEnd, TensorMsg, kind_of};
 use vipa_node_kit::{DoraOutputs, InputMsg, Outputs, Recv, SeqTracker, recv_until};
 
@@ -119,13 +120,13 @@ impl Check {
             }
             return true;
         }
-        let Some(sample_seq) = int(&msg.meta, "sample_seq") else {
+        let Some(sample_seq) = int(&msg.meta, keys::SAMPLE_SEQ) else {
             self.s
                 .problems
                 .push(format!("{} seq {seq}: no sample_seq", msg.id));
             return true;
         };
-        let n_frames = int(&msg.meta, "n_frames");
+        let n_frames = int(&msg.meta, keys::N_FRAMES);
         let entry = self.joined.entry(sample_seq).or_default();
         if entry.n_frames.is_some() && entry.n_frames != n_frames {
             self.s
@@ -151,7 +152,7 @@ impl Check {
                 Err(e) => self.s.problems.push(format!("sample {sample_seq}: {e}")),
             },
             id @ ("tokens_2d" | "tokens_3d") => {
-                let slot = int(&msg.meta, "frame_slot").unwrap_or(-1);
+                let slot = int(&msg.meta, keys::FRAME_SLOT).unwrap_or(-1);
                 match TensorMsg::from_arrow(msg.array.as_ref(), &msg.meta) {
                     Ok(t) => {
                         let (count, shape, slots) = if id == "tokens_2d" {
