@@ -28,6 +28,7 @@
 
 mod adamw;
 mod attention;
+pub mod bench;
 #[cfg(feature = "blas")]
 mod blas;
 mod cpu;

@@ -40,6 +40,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+use vipa_kernels::bench::{ProcessEnv, loadavg, median, run_cases, summarize};
 use vipa_models::checkpoint::Checkpoint;
 use vipa_models::device::DeviceChoice;
 use vipa_models::llm::{CausalLm, LlmConfig};
@@ -178,11 +179,6 @@ fn peak_rss_mib() -> f64 {
     vipa_kernels::peak_rss_mib().unwrap_or(f64::NAN)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// Runs one case in this process and prints `RESULT` / `PHASES` lines.
 fn run_case(case: &str, steps: usize, device: &str, parity: bool) -> Result<()> {
     let stage = match case {
@@ -317,42 +313,6 @@ fn run_case(case: &str, steps: usize, device: &str, parity: bool) -> Result<()> 
     Ok(())
 }
 
-struct Row {
-    case: String,
-    median_ms: f64,
-    min_ms: f64,
-    rss_mib: f64,
-    grads: String,
-    trainable: String,
-    loss: String,
-    load: String,
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
-fn parse_rows(out: &str, load: &str) -> Vec<Row> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Row {
-                case: f.first()?.to_string(),
-                median_ms: f.get(1)?.parse().ok()?,
-                min_ms: f.get(2)?.parse().ok()?,
-                rss_mib: f.get(3)?.parse().ok()?,
-                grads: f.get(4)?.to_string(),
-                trainable: f.get(5)?.to_string(),
-                loss: f.get(6)?.to_string(),
-                load: load.split(' ').next().unwrap_or("?").to_string(),
-            })
-        })
-        .collect()
-}
-
 fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
     match args.iter().position(|a| a == name) {
         Some(i) => args
@@ -396,8 +356,7 @@ fn orchestrate(steps: usize, rounds: usize, device: &str) -> Result<()> {
         );
     }
     let steps_s = steps.to_string();
-    let mut rows = Vec::new();
-    let mut phases = Vec::new();
+    let (mut rows, mut phases) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         for stage in ["1", "2"] {
             let mut cmds: Vec<(String, Command)> = Vec::new();
@@ -419,56 +378,12 @@ fn orchestrate(steps: usize, rounds: usize, device: &str) -> Result<()> {
                 env.torch(&mut c);
                 cmds.push((format!("PyTorch stage {stage}"), c));
             }
-            for (name, mut cmd) in cmds {
-                let load = loadavg();
-                let out = cmd
-                    .output()
-                    .map_err(|e| err(format!("running {name}: {e}")))?;
-                if !out.status.success() {
-                    return Err(err(format!(
-                        "{name} failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    )));
-                }
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                phases.extend(
-                    stdout
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("PHASES "))
-                        .map(str::to_string),
-                );
-                rows.extend(parse_rows(&stdout, &load));
-            }
+            let (r, p) = run_cases(cmds).map_err(err)?;
+            rows.extend(r);
+            phases.extend(p);
         }
     }
-    let mut cases: Vec<String> = Vec::new();
-    for r in &rows {
-        if !cases.contains(&r.case) {
-            cases.push(r.case.clone());
-        }
-    }
-    let summary: Vec<Row> = cases
-        .iter()
-        .filter_map(|case| {
-            let of: Vec<&Row> = rows.iter().filter(|r| &r.case == case).collect();
-            let first = of.first()?;
-            let mut med: Vec<f64> = of.iter().map(|r| r.median_ms).collect();
-            Some(Row {
-                case: case.clone(),
-                median_ms: median(&mut med),
-                min_ms: of.iter().map(|r| r.min_ms).fold(f64::INFINITY, f64::min),
-                rss_mib: of.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
-                grads: first.grads.clone(),
-                trainable: first.trainable.clone(),
-                loss: first.loss.clone(),
-                load: of
-                    .iter()
-                    .map(|r| r.load.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-        })
-        .collect();
+    let summary = summarize(&rows);
     let torch_of = |case: &str| {
         let stage = case.rsplit('_').next().unwrap_or("");
         summary
@@ -492,72 +407,29 @@ fn orchestrate(steps: usize, rounds: usize, device: &str) -> Result<()> {
         } else {
             "1".into()
         };
+        // RESULT's extra fields: grads/vars, trainable parameters, loss.
+        let field = |i: usize| r.extra.get(i).map_or("?", String::as_str);
         println!(
             "| {} | {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} |",
-            r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.trainable, r.loss, r.load
+            r.case,
+            r.median_ms,
+            r.min_ms,
+            ratio,
+            r.peak_mib,
+            field(0),
+            field(1),
+            field(2),
+            r.load
         );
     }
     println!();
     println!("phase medians (ms), last round:");
     let n = phases.len();
-    for p in phases.iter().skip(n.saturating_sub(cases.len())) {
+    for p in phases.iter().skip(n.saturating_sub(summary.len())) {
         println!("  {p}");
     }
     println!("load average after: {}", loadavg());
     Ok(())
-}
-
-/// Process settings for the benchmark children, each overridable from the environment.
-///
-/// - `CANDLE_NUM_THREADS=1` (candle): candle 0.11.1 runs element-wise ops on its own spinning
-///   "barrier pool", separate from the rayon pool of gemm and `vipa-kernels`; on 2 cores the
-///   two pools' spin-waits fight for the cores (tiny-ViT step ≈ 1.7× slower with 2).
-/// - `OMP_WAIT_POLICY=PASSIVE` (PyTorch): its OpenMP barriers spin by default, which collapses
-///   on a loaded 2-core machine (SmolLM2-135M forward at load 6–7: 16.7 s spinning, 2.3 s
-///   passive).
-/// - `MALLOC_MMAP_THRESHOLD_=32 MiB`, `MALLOC_TRIM_THRESHOLD_=4 GiB` (both): glibc then keeps
-///   freed activation buffers instead of returning them to the kernel, so the next step does
-///   not page-fault them back in (tiny-ViT step ≈ 25 % faster).
-struct ProcessEnv {
-    candle_threads: String,
-    omp_wait: String,
-    mmap_threshold: String,
-    trim_threshold: String,
-}
-
-impl ProcessEnv {
-    fn from_env() -> Self {
-        let get = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-        Self {
-            candle_threads: get("CANDLE_NUM_THREADS", "1"),
-            omp_wait: get("OMP_WAIT_POLICY", "PASSIVE"),
-            mmap_threshold: get("MALLOC_MMAP_THRESHOLD_", "33554432"),
-            trim_threshold: get("MALLOC_TRIM_THRESHOLD_", "4294967296"),
-        }
-    }
-
-    fn malloc(&self, c: &mut Command) {
-        c.env("MALLOC_MMAP_THRESHOLD_", &self.mmap_threshold)
-            .env("MALLOC_TRIM_THRESHOLD_", &self.trim_threshold);
-    }
-
-    fn candle(&self, c: &mut Command) {
-        c.env("CANDLE_NUM_THREADS", &self.candle_threads);
-        self.malloc(c);
-    }
-
-    fn torch(&self, c: &mut Command) {
-        c.env("OMP_WAIT_POLICY", &self.omp_wait);
-        self.malloc(c);
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "candle CANDLE_NUM_THREADS={}; PyTorch OMP_WAIT_POLICY={}; both \
-             MALLOC_MMAP_THRESHOLD_={} MALLOC_TRIM_THRESHOLD_={}",
-            self.candle_threads, self.omp_wait, self.mmap_threshold, self.trim_threshold
-        )
-    }
 }
 
 /// Peak GPU memory in use during a CUDA run, sampled from the driver (`cuMemGetInfo`) at every

@@ -20,6 +20,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use eyre::{Result, WrapErr, bail, eyre};
 
+use vipa_kernels::bench::{ProcessEnv, loadavg, median, run_cases, summarize};
 use vit::{Config, Ops, Opt, TinyVit, train_step};
 
 const BATCH: usize = 8;
@@ -48,19 +49,8 @@ fn main() -> Result<()> {
     orchestrate(steps, slow_steps, rounds)
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
 fn peak_rss_mib() -> f64 {
     vipa_kernels::peak_rss_mib().unwrap_or(f64::NAN)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One result line: `RESULT case median_ms min_ms rss_mib grads vars loss`.
@@ -256,39 +246,6 @@ fn run_case(case: &str, steps: usize, slow_steps: usize) -> Result<()> {
     Ok(())
 }
 
-struct Row {
-    case: String,
-    median_ms: f64,
-    min_ms: f64,
-    rss_mib: f64,
-    grads: String,
-    load: String,
-}
-
-fn parse_rows(out: &str, load: &str) -> Vec<Row> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 6 {
-                return None;
-            }
-            Some(Row {
-                case: f[0].to_string(),
-                median_ms: f[1].parse().ok()?,
-                min_ms: f[2].parse().ok()?,
-                rss_mib: f[3].parse().ok()?,
-                grads: if f[5] == "0" {
-                    "-".into()
-                } else {
-                    format!("{}/{}", f[4], f[5])
-                },
-                load: load.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// Runs every case (and the PyTorch twin) `rounds` times, interleaved, so a load change on the
 /// shared machine hits all cases alike; the table shows the median over rounds.
 fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
@@ -312,26 +269,12 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         );
     }
     // Child-process settings (each overridable from the environment); why each one, measured,
-    // is in model-bench's `ProcessEnv` docs:
-    // - CANDLE_NUM_THREADS=1: candle's element-wise "barrier pool" and rayon (gemm, our
-    //   kernels) otherwise spin against each other on 2 cores (~1.7x slower steps);
-    // - OMP_WAIT_POLICY=PASSIVE: PyTorch's spinning OpenMP barriers collapse under load;
-    // - MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_: glibc keeps freed activation buffers
-    //   instead of unmapping them, so steps stop page-faulting them back in (~25 % faster).
-    let get = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-    let candle_threads = get("CANDLE_NUM_THREADS", "1");
-    let omp_wait = get("OMP_WAIT_POLICY", "PASSIVE");
-    let mmap_threshold = get("MALLOC_MMAP_THRESHOLD_", "33554432");
-    let trim_threshold = get("MALLOC_TRIM_THRESHOLD_", "4294967296");
-    println!(
-        "process settings: candle CANDLE_NUM_THREADS={candle_threads}; PyTorch \
-         OMP_WAIT_POLICY={omp_wait}; both MALLOC_MMAP_THRESHOLD_={mmap_threshold} \
-         MALLOC_TRIM_THRESHOLD_={trim_threshold}"
-    );
+    // is in `vipa_kernels::bench::ProcessEnv`.
+    let env = ProcessEnv::from_env();
+    println!("process settings: {}", env.describe());
     let steps_s = steps.to_string();
     let slow_s = slow_steps.to_string();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut phases = Vec::new();
+    let (mut rows, mut phases) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         let mut cmds: Vec<(String, Command)> = Vec::new();
         for case in [
@@ -352,61 +295,21 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         ] {
             let mut c = Command::new(&exe);
             c.args(["--case", case, "--steps", &steps_s, "--slow-steps", &slow_s]);
-            c.env("CANDLE_NUM_THREADS", &candle_threads)
-                .env("MALLOC_MMAP_THRESHOLD_", &mmap_threshold)
-                .env("MALLOC_TRIM_THRESHOLD_", &trim_threshold);
+            env.candle(&mut c);
             cmds.push((case.to_string(), c));
         }
         if python.exists() {
             let mut c = Command::new(&python);
             c.arg(&script).args(["--steps", &steps_s]);
-            c.env("OMP_WAIT_POLICY", &omp_wait)
-                .env("MALLOC_MMAP_THRESHOLD_", &mmap_threshold)
-                .env("MALLOC_TRIM_THRESHOLD_", &trim_threshold);
+            env.torch(&mut c);
             cmds.push(("PyTorch twin".to_string(), c));
         }
-        for (name, mut cmd) in cmds {
-            let load = loadavg();
-            let out = cmd.output().wrap_err_with(|| format!("running {name}"))?;
-            if !out.status.success() {
-                bail!("{name} failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            phases.extend(
-                stdout
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("PHASES "))
-                    .map(str::to_string),
-            );
-            rows.extend(parse_rows(&stdout, &load));
-        }
+        let (r, p) = run_cases(cmds).map_err(|e| eyre!(e))?;
+        rows.extend(r);
+        phases.extend(p);
     }
     // Median over rounds per case, in first-seen order.
-    let mut cases: Vec<String> = Vec::new();
-    for r in &rows {
-        if !cases.contains(&r.case) {
-            cases.push(r.case.clone());
-        }
-    }
-    let summary: Vec<Row> = cases
-        .iter()
-        .map(|case| {
-            let of: Vec<&Row> = rows.iter().filter(|r| &r.case == case).collect();
-            let mut med: Vec<f64> = of.iter().map(|r| r.median_ms).collect();
-            Row {
-                case: case.clone(),
-                median_ms: median(&mut med),
-                min_ms: of.iter().map(|r| r.min_ms).fold(f64::INFINITY, f64::min),
-                rss_mib: of.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
-                grads: of[0].grads.clone(),
-                load: of
-                    .iter()
-                    .map(|r| r.load.split(' ').next().unwrap_or("?"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-        })
-        .collect();
+    let summary = summarize(&rows);
     let torch = |name: &str| summary.iter().find(|r| r.case == name).map(|r| r.median_ms);
     let (torch_step, torch_mm, torch_gemm) = (
         torch("torch_vit"),
@@ -431,9 +334,14 @@ fn orchestrate(steps: usize, slow_steps: usize, rounds: usize) -> Result<()> {
         } else {
             reference.map_or("n/a".into(), |t| format!("{:.2}", r.median_ms / t))
         };
+        // RESULT's extra fields: vars with a gradient, vars (0 for cases without a model).
+        let grads = match (r.extra.first(), r.extra.get(1)) {
+            (Some(g), Some(v)) if v != "0" => format!("{g}/{v}"),
+            _ => "-".into(),
+        };
         println!(
             "| {} | {:.1} | {:.1} | {} | {:.0} | {} | {} |",
-            r.case, r.median_ms, r.min_ms, ratio, r.rss_mib, r.grads, r.load
+            r.case, r.median_ms, r.min_ms, ratio, r.peak_mib, grads, r.load
         );
     }
     println!();
