@@ -10,6 +10,7 @@ use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, WithDType, bail};
+use rayon::prelude::*;
 
 /// The float type a kernel accumulates in (`f32` or `f64`).
 pub(crate) trait Acc:
@@ -210,6 +211,33 @@ pub(crate) fn rows_per_task(rows: usize, row_len: usize) -> usize {
     let by_balance = rows.div_ceil(threads * 4);
     let by_size = 8192usize.div_ceil(row_len.max(1));
     by_balance.max(by_size).max(1)
+}
+
+/// `out[row] = f(a[row], b[row])` for every row of `d` elements of two same-size inputs, rows
+/// spread over rayon tasks ([`rows_per_task`]); `f` writes the output row.
+pub(crate) fn map_rows2<F: Acc>(
+    a: &[F],
+    b: &[F],
+    d: usize,
+    f: impl Fn(&mut [F], &[F], &[F]) + Sync,
+) -> Vec<F> {
+    let mut out = vec![F::ZERO; a.len()];
+    if d == 0 {
+        return out;
+    }
+    let chunk = rows_per_task(a.len() / d, d);
+    out.par_chunks_mut(chunk * d)
+        .zip(a.par_chunks(chunk * d).zip(b.par_chunks(chunk * d)))
+        .for_each(|(oc, (ac, bc))| {
+            for ((o, a), b) in oc
+                .chunks_exact_mut(d)
+                .zip(ac.chunks_exact(d))
+                .zip(bc.chunks_exact(d))
+            {
+                f(o, a, b);
+            }
+        });
+    out
 }
 
 /// The last-axis length and the number of rows of a shape; errors on a rank-0 tensor.

@@ -10,7 +10,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Te
 use rayon::prelude::*;
 
 use crate::cpu::{
-    Acc, Elems, elems, row_max, row_sum, row_sum_exp, rows_and_len, rows_per_task, store_f32,
+    Acc, Elems, elems, map_rows2, row_max, row_sum, row_sum_exp, rows_and_len, rows_per_task,
+    store_f32,
 };
 
 fn fwd<F: Acc>(x: &[F], d: usize) -> Vec<F> {
@@ -40,26 +41,12 @@ fn fwd<F: Acc>(x: &[F], d: usize) -> Vec<F> {
 }
 
 fn bwd<F: Acc>(y: &[F], g: &[F], d: usize) -> Vec<F> {
-    let mut out = vec![F::ZERO; y.len()];
-    if d == 0 {
-        return out;
-    }
-    let chunk = rows_per_task(y.len() / d, d);
-    out.par_chunks_mut(chunk * d)
-        .zip(y.par_chunks(chunk * d).zip(g.par_chunks(chunk * d)))
-        .for_each(|(oc, (yc, gc))| {
-            for ((o, y), g) in oc
-                .chunks_exact_mut(d)
-                .zip(yc.chunks_exact(d))
-                .zip(gc.chunks_exact(d))
-            {
-                let sum = row_sum(g);
-                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                    *o = g - y.exp() * sum;
-                }
-            }
-        });
-    out
+    map_rows2(y, g, d, |o, y, g| {
+        let sum = row_sum(g);
+        for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+            *o = g - y.exp() * sum;
+        }
+    })
 }
 
 struct LogSoftmax;

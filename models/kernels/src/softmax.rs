@@ -8,7 +8,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::cpu::{Acc, Elems, elems, row_max, row_sum, rows_and_len, rows_per_task, store_f32};
+use crate::cpu::{
+    Acc, Elems, elems, map_rows2, row_max, row_sum, rows_and_len, rows_per_task, store_f32,
+};
 
 /// Softmax of one row into `y`, reading `x` and an optional additive mask row.
 #[inline]
@@ -67,26 +69,12 @@ fn softmax_fwd<F: Acc>(x: &[F], mask: Option<(&[F], usize)>, scale: F, d: usize)
 
 /// Backward over all rows: `out = scale · y ⊙ (g - ⟨g, y⟩)`.
 fn softmax_bwd<F: Acc>(y: &[F], g: &[F], scale: F, d: usize) -> Vec<F> {
-    let mut out = vec![F::ZERO; y.len()];
-    if d == 0 {
-        return out;
-    }
-    let chunk = rows_per_task(y.len() / d, d);
-    out.par_chunks_mut(chunk * d)
-        .zip(y.par_chunks(chunk * d).zip(g.par_chunks(chunk * d)))
-        .for_each(|(oc, (yc, gc))| {
-            for ((o, y), g) in oc
-                .chunks_exact_mut(d)
-                .zip(yc.chunks_exact(d))
-                .zip(gc.chunks_exact(d))
-            {
-                let dot = y.iter().zip(g).fold(F::ZERO, |a, (&y, &g)| a + y * g);
-                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                    *o = scale * y * (g - dot);
-                }
-            }
-        });
-    out
+    map_rows2(y, g, d, |o, y, g| {
+        let dot = y.iter().zip(g).fold(F::ZERO, |a, (&y, &g)| a + y * g);
+        for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+            *o = scale * y * (g - dot);
+        }
+    })
 }
 
 /// `softmax(scale · x + mask)` over the last axis; `mask` (if any) is contiguous with
