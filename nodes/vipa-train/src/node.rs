@@ -132,11 +132,10 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
                     joiner.on_input(&msg).wrap_err("pretraining feed")?;
                     last_progress = Instant::now();
                     while let Some(j) = joiner.pop_ready() {
-                        if j.sample_seq >= skip {
-                            match &mut sink {
-                                Sink::Train(t) => t.train_sample(&j)?,
-                                Sink::Eval(e) => e.eval_sample(&j)?,
-                            }
+                        // The joiner starts at `skip`: every sample it hands out is new.
+                        match &mut sink {
+                            Sink::Train(t) => t.train_sample(&j)?,
+                            Sink::Eval(e) => e.eval_sample(&j)?,
                         }
                         if sink.done() {
                             break 'outer;
