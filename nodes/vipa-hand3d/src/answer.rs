@@ -261,6 +261,10 @@ pub struct Metrics {
     pub parse_rate: f32,
     /// Mean |predicted − true| metres over parsed metre answers (NaN when none).
     pub distance_mae_m: f32,
+    /// Median |predicted − true| metres over the same answers (NaN when none): a few absurd
+    /// distances move the mean, not the median.
+    #[serde(default = "nan")]
+    pub distance_median_m: f32,
     /// Mean |predicted − true| degrees over parsed degree answers (NaN when none).
     pub degrees_mae: f32,
     /// Mean per-axis direction agreement out of 3 over **all** answers (an unparseable answer
@@ -268,55 +272,101 @@ pub struct Metrics {
     pub direction_score: f32,
 }
 
-/// Scores predictions. A parsed answer in the wrong unit counts as parsed but adds no error
-/// sample (it is rare and has no meaningful distance).
-pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a AnswerTruth, &'a str)>) -> Metrics {
-    let (mut n, mut n_parsed, mut dir_sum) = (0usize, 0usize, 0u32);
-    let (mut dist_sum, mut dist_n, mut deg_sum, mut deg_n) = (0f64, 0usize, 0f64, 0usize);
-    for (truth, text) in pairs {
-        n += 1;
-        let Some(p) = parse_answer(text) else {
-            continue;
+fn nan() -> f32 {
+    f32::NAN
+}
+
+/// The score of one answer, from which [`Metrics`] are aggregated (and resampled by
+/// [`crate::interval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnswerScore {
+    /// Whether [`parse_answer`] understood the text.
+    pub parsed: bool,
+    /// Axes (0–3) whose direction word agrees; 0 when unparsed.
+    pub direction: u8,
+    /// |predicted − true| in the truth's unit, when parsed in that unit.
+    pub error: Option<f32>,
+    /// The truth's unit.
+    pub unit: Unit,
+}
+
+/// Scores one answer against its truth. A parsed answer in the wrong unit counts as parsed but
+/// has no error (it is rare and has no meaningful distance).
+pub fn score_answer(truth: &AnswerTruth, text: &str) -> AnswerScore {
+    let Some(p) = parse_answer(text) else {
+        return AnswerScore {
+            parsed: false,
+            direction: 0,
+            error: None,
+            unit: truth.unit,
         };
-        n_parsed += 1;
-        dir_sum += u32::from(p.directions.score(truth.directions));
-        if p.unit == truth.unit {
-            let err = f64::from((p.value - truth.value).abs());
-            match truth.unit {
-                Unit::Metres => {
-                    dist_sum += err;
-                    dist_n += 1;
-                }
-                Unit::Degrees => {
-                    deg_sum += err;
+    };
+    AnswerScore {
+        parsed: true,
+        direction: p.directions.score(truth.directions),
+        error: (p.unit == truth.unit).then(|| (p.value - truth.value).abs()),
+        unit: truth.unit,
+    }
+}
+
+impl Metrics {
+    /// Aggregates per-answer scores.
+    pub fn of_scores<'a>(scores: impl IntoIterator<Item = &'a AnswerScore>) -> Metrics {
+        let (mut n, mut n_parsed, mut dir_sum) = (0usize, 0usize, 0u32);
+        let (mut dist, mut deg_sum, mut deg_n) = (Vec::new(), 0f64, 0usize);
+        for s in scores {
+            n += 1;
+            n_parsed += usize::from(s.parsed);
+            dir_sum += u32::from(s.direction);
+            match (s.error, s.unit) {
+                (Some(e), Unit::Metres) => dist.push(e),
+                (Some(e), Unit::Degrees) => {
+                    deg_sum += f64::from(e);
                     deg_n += 1;
                 }
+                (None, _) => {}
             }
         }
-    }
-    let mean = |s: f64, k: usize| {
-        if k == 0 {
-            f32::NAN
-        } else {
-            (s / k as f64) as f32
+        let mean = |s: f64, k: usize| {
+            if k == 0 {
+                f32::NAN
+            } else {
+                (s / k as f64) as f32
+            }
+        };
+        let dist_sum: f64 = dist.iter().map(|&e| f64::from(e)).sum();
+        Metrics {
+            n,
+            n_parsed,
+            parse_rate: if n == 0 {
+                0.0
+            } else {
+                n_parsed as f32 / n as f32
+            },
+            distance_mae_m: mean(dist_sum, dist.len()),
+            distance_median_m: crate::stats::median(dist).unwrap_or(f32::NAN),
+            degrees_mae: mean(deg_sum, deg_n),
+            direction_score: if n == 0 {
+                0.0
+            } else {
+                dir_sum as f32 / n as f32
+            },
         }
-    };
-    Metrics {
-        n,
-        n_parsed,
-        parse_rate: if n == 0 {
-            0.0
-        } else {
-            n_parsed as f32 / n as f32
-        },
-        distance_mae_m: mean(dist_sum, dist_n),
-        degrees_mae: mean(deg_sum, deg_n),
-        direction_score: if n == 0 {
-            0.0
-        } else {
-            dir_sum as f32 / n as f32
-        },
     }
+
+    /// Answers that did not parse.
+    pub fn n_unparsed(&self) -> usize {
+        self.n - self.n_parsed
+    }
+}
+
+/// Scores predictions ([`score_answer`] each, then [`Metrics::of_scores`]).
+pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a AnswerTruth, &'a str)>) -> Metrics {
+    let scores: Vec<AnswerScore> = pairs
+        .into_iter()
+        .map(|(t, text)| score_answer(t, text))
+        .collect();
+    Metrics::of_scores(&scores)
 }
 
 #[cfg(test)]
@@ -398,5 +448,8 @@ mod tests {
         );
         // Scores 2 and 2 and 0 → 4/3.
         assert!((m.direction_score - 4.0 / 3.0).abs() < 1e-6);
+        // Errors 0.04 and 0.10: the median of two is their mean.
+        assert!((m.distance_median_m - 0.07).abs() < 1e-5);
+        assert_eq!(m.n_unparsed(), 1);
     }
 }

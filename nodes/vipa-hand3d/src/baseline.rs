@@ -47,13 +47,7 @@ fn constant_answer(truths: &[AnswerTruth]) -> String {
             .max_by_key(|&s| (count(s), s == 0, s == 1))
             .unwrap_or(0);
     }
-    let mut values: Vec<f32> = of_unit.iter().map(|t| t.value).collect();
-    values.sort_by(f32::total_cmp);
-    let median = match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => 0.5 * (values[n / 2 - 1] + values[n / 2]),
-    };
+    let median = crate::stats::median(of_unit.iter().map(|t| t.value)).unwrap_or(0.0);
     match unit {
         Unit::Metres => format!("{}, {median:.2}m", Directions(dirs).translation_phrase()),
         Unit::Degrees => format!(

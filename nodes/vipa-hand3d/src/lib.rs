@@ -26,6 +26,7 @@ pub mod dataset;
 pub mod error;
 pub mod frames;
 pub mod geometry;
+pub mod interval;
 pub mod motion;
 pub mod objects;
 pub mod observe;
@@ -36,7 +37,10 @@ pub mod stats;
 #[cfg(feature = "synth")]
 pub mod synth;
 
-pub use answer::{AnswerTruth, Directions, Metrics, ParsedAnswer, Unit, evaluate, parse_answer};
+pub use answer::{
+    AnswerScore, AnswerTruth, Directions, Metrics, ParsedAnswer, Unit, evaluate, parse_answer,
+    score_answer,
+};
 pub use config::Config;
 pub use dataset::{DatasetReader, DatasetWriter, Manifest, Split};
 pub use error::{Hand3dError, Result};
