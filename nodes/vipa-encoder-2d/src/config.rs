@@ -10,6 +10,9 @@
 //! features: vit_tokens  # vit_tokens: ViT patch tokens before pixel shuffle (fusion placed
 //!                       # `before_projector`, the default); projected: after `mlp1`
 //! exit_grace_ms: 10000  # after the end of stream: wait this long for dora to stop us
+//! cache: null           # a folder: keep every output on disk, keyed by the frame's pixels
+//!                       # and this config + weights (vipa_node_kit::cache); later epochs and
+//!                       # runs read it instead of encoding. null = no cache
 //! ```
 //!
 //! Without `weights` the encoder is a **deterministic random-init** InternViT of the preset's
@@ -42,6 +45,7 @@ pub struct Encoder2dConfig {
     pub device: DeviceChoice,
     pub features: Features,
     pub exit_grace_ms: u64,
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl Default for Encoder2dConfig {
@@ -53,7 +57,28 @@ impl Default for Encoder2dConfig {
             device: DeviceChoice::Auto,
             features: Features::VitTokens,
             exit_grace_ms: 10_000,
+            cache: None,
         }
+    }
+}
+
+impl Encoder2dConfig {
+    /// Everything that decides this encoder's output, for the feature cache's key (the
+    /// weights by path, length and modification time).
+    pub fn fingerprint(&self) -> std::io::Result<String> {
+        let weights = match &self.weights {
+            Some(paths) => paths
+                .to_vec()
+                .iter()
+                .map(|p| vipa_node_kit::file_identity(p))
+                .collect::<std::io::Result<Vec<_>>>()?
+                .join(", "),
+            None => format!("seeded random init, seed {}", self.seed),
+        };
+        Ok(format!(
+            "encoder-2d (InternViT) preset {} features {:?} weights [{weights}]",
+            self.preset, self.features
+        ))
     }
 }
 

@@ -18,7 +18,9 @@ use vipa_models::vision::preprocess::preprocess_rgb;
 use vipa_msgs::{
     Encoding, ImageFrame, Metadata, MsgError, Payload, StreamEnd, StreamHeader, TensorMsg,
 };
-use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
+use vipa_node_kit::{
+    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqEvent, SeqTracker, content_key,
+};
 
 use crate::config::{Encoder2dConfig, Features};
 use vipa_models::seeded::seeded_builder;
@@ -57,6 +59,12 @@ pub enum EncoderError {
     Device(#[from] vipa_models::device::DeviceError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error("feature cache {path}: {source} (fix the folder's permissions or set `cache: null`)")]
+    Cache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
@@ -70,6 +78,7 @@ pub struct Encoder2d {
     encoder: SemanticEncoder,
     device: Device,
     image_size: usize,
+    cache: Option<FeatureCache>,
     out_seq: u64,
     seq: SeqTracker,
     ended: bool,
@@ -119,10 +128,24 @@ impl Encoder2d {
             device = %vipa_models::device::describe(&device),
             "semantic encoder ready"
         );
+        let cache = match &cfg.cache {
+            Some(root) => {
+                let cache_err = |source| EncoderError::Cache {
+                    path: root.clone(),
+                    source,
+                };
+                let c = FeatureCache::open(root, &cfg.fingerprint().map_err(cache_err)?)
+                    .map_err(cache_err)?;
+                tracing::info!(dir = %c.dir().display(), "feature cache");
+                Some(c)
+            }
+            None => None,
+        };
         Ok(Self {
             cfg: cfg.clone(),
             image_size: vl.vision_config.image_size,
             encoder,
+            cache,
             device,
             out_seq: 0,
             seq: SeqTracker::new(),
@@ -178,6 +201,46 @@ impl Encoder2d {
         &self.seq
     }
 
+    /// Feature-cache `(hits, misses)`, when a cache is configured.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| (c.hits(), c.misses()))
+    }
+
+    /// Features of one frame as host values `(shape, values)`: from the cache when it holds
+    /// them, else encoded (and stored).
+    pub fn features(&mut self, frame: &ImageFrame) -> Result<(Vec<usize>, Vec<f32>), EncoderError> {
+        let key = self.cache.as_ref().map(|_| {
+            content_key(&[
+                frame.bytes(),
+                format!("{}x{} {:?}", frame.width, frame.height, frame.encoding).as_bytes(),
+            ])
+        });
+        if let (Some(c), Some(k)) = (&mut self.cache, &key)
+            && let Some(hit) = c.get(k)
+        {
+            return Ok((hit.shape, hit.values));
+        }
+        let feats = self.encode(frame)?;
+        let (n, d) = feats.dims2().map_err(model("features"))?;
+        let values = feats
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(model("features to host"))?;
+        if let (Some(c), Some(k)) = (&self.cache, &key) {
+            let entry = CachedFeatures {
+                shape: vec![n, d],
+                values,
+                valid: None,
+            };
+            c.put(k, &entry).map_err(|source| EncoderError::Cache {
+                path: c.dir().to_owned(),
+                source,
+            })?;
+            return Ok((entry.shape, entry.values));
+        }
+        Ok((vec![n, d], values))
+    }
+
     /// Handles one input message.
     pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
         if msg.id != IN_IMAGE {
@@ -212,8 +275,8 @@ impl Encoder2d {
         }
         let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
         self.check_seq(&msg.id, frame.header.seq)?;
-        let feats = self.encode(&frame)?;
-        let (array, meta) = self.tensor_msg(&frame.header, &feats, &msg.meta)?;
+        let (shape, values) = self.features(&frame)?;
+        let (array, meta) = self.tensor_msg(&frame.header, shape, values, &msg.meta)?;
         out.send_raw(OUT_TOKENS, array, meta)?;
         self.out_seq += 1;
         Ok(())
@@ -233,20 +296,16 @@ impl Encoder2d {
     fn tensor_msg(
         &self,
         header: &StreamHeader,
-        feats: &Tensor,
+        shape: Vec<usize>,
+        values: Vec<f32>,
         input_meta: &Metadata,
     ) -> Result<(arrow::array::ArrayRef, Metadata), EncoderError> {
-        let (n, d) = feats.dims2().map_err(model("features"))?;
-        let values = feats
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(model("features to host"))?;
         let msg = TensorMsg::from_f32(
             StreamHeader {
                 seq: self.out_seq,
                 ..header.clone()
             },
-            vec![n, d],
+            shape,
             &["tokens", "channels"],
             values,
         )

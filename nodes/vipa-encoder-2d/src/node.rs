@@ -32,6 +32,9 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: Encoder2dConfig) ->
         );
     }
     enc.seq().log_summary();
+    if let Some((hits, misses)) = enc.cache_stats() {
+        tracing::info!(hits, misses, "feature cache");
+    }
     tracing::info!(
         sent = enc.sent(),
         ended = enc.is_ended(),

@@ -216,3 +216,41 @@ fn cuda_without_the_feature_is_a_clear_error() {
         .to_string();
     assert!(err.contains("--features cuda"), "{err}");
 }
+
+#[test]
+fn feature_cache_hits_equal_a_fresh_encode_and_another_config_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |seed: u64| {
+        format!(
+            "{{preset: tiny, seed: {seed}, cache: {:?}}}",
+            dir.path().display().to_string()
+        )
+    };
+    let f = frame(0, Encoding::Rgb8, 40, 30);
+    let fresh = values(&encoder("preset: tiny"), &f);
+    let mut cached = encoder(&yaml(0));
+    let (_, first) = cached.features(&f).unwrap();
+    assert_eq!(first, fresh, "a miss returns the fresh encoding");
+    let (shape, hit) = cached.features(&f).unwrap();
+    assert_eq!(shape, vec![16, 64]);
+    assert_eq!(hit, fresh, "a hit returns the same tensor");
+    assert_eq!(cached.cache_stats(), Some((1, 1)));
+    // A new encoder with the same config hits the entry the first one wrote.
+    let mut again = encoder(&yaml(0));
+    again.features(&f).unwrap();
+    assert_eq!(again.cache_stats(), Some((1, 0)));
+    // Other pixels miss.
+    again.features(&frame(1, Encoding::Rgb8, 40, 30)).unwrap();
+    assert_eq!(again.cache_stats(), Some((1, 1)));
+    // Another seed is another encoder: it misses and returns its own features.
+    let mut other = encoder(&yaml(1));
+    let (_, v1) = other.features(&f).unwrap();
+    assert_eq!(other.cache_stats(), Some((0, 1)));
+    assert_ne!(v1, fresh);
+    assert_eq!(v1, values(&encoder("{preset: tiny, seed: 1}"), &f));
+    // Through the message path, the cached features are what goes out.
+    let mut out = RecordingOutputs::new();
+    cached.on_input(&input(&f, Some(0)), &mut out).unwrap();
+    let msg = TensorMsg::from_arrow(out.sent[0].array.as_ref(), &out.sent[0].meta).unwrap();
+    assert_eq!(msg.f32_values().unwrap(), fresh.as_slice());
+}

@@ -8,6 +8,9 @@
 //! device: auto            # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
 //!                         # `--features cuda` build when one answers, else the CPU)
 //! exit_grace_ms: 10000
+//! cache: null             # a folder: keep every output on disk, keyed by the point map's values
+//!                         # and this config + weights (vipa_node_kit::cache); point_map_vit only
+//!                         # (Cut3R's state runs across a sample's frames, so a frame alone is no key)
 //! cut3r:                  # backend cut3r only: the paper's frozen 3D encoder, fed RGB `image`s
 //!   checkpoint: null      #   safetensors from models/scripts/convert_cut3r.py (required)
 //!   config: null          #   its config JSON; null = `preset`
@@ -51,6 +54,7 @@ pub struct Encoder3dConfig {
     pub seed: u64,
     pub device: DeviceChoice,
     pub exit_grace_ms: u64,
+    pub cache: Option<PathBuf>,
     pub cut3r: Cut3rNodeConfig,
 }
 
@@ -88,8 +92,29 @@ impl Default for Encoder3dConfig {
             seed: 0,
             device: DeviceChoice::Auto,
             exit_grace_ms: 10_000,
+            cache: None,
             cut3r: Cut3rNodeConfig::default(),
         }
+    }
+}
+
+impl Encoder3dConfig {
+    /// Everything that decides this encoder's output, for the feature cache's key (the
+    /// weights by path, length and modification time).
+    pub fn fingerprint(&self) -> std::io::Result<String> {
+        let weights = match &self.weights {
+            Some(paths) => paths
+                .to_vec()
+                .iter()
+                .map(|p| vipa_node_kit::file_identity(p))
+                .collect::<std::io::Result<Vec<_>>>()?
+                .join(", "),
+            None => format!("seeded random init, seed {}", self.seed),
+        };
+        Ok(format!(
+            "encoder-3d backend {:?} preset {} weights [{weights}]",
+            self.backend, self.preset
+        ))
     }
 }
 
@@ -119,6 +144,12 @@ impl vipa_node_kit::NodeConfig for Encoder3dConfig {
                 c.preset
             ));
         }
+        if self.backend == Backend::Cut3r && self.cache.is_some() {
+            return Err(
+                "`cache` works with backend point_map_vit only: Cut3R's state runs across the frames of a sample, so one frame is no cache key; set `cache: null`"
+                    .into(),
+            );
+        }
         if self.backend == Backend::Cut3r && c.checkpoint.is_none() {
             return Err(
                 "`backend: cut3r` needs `cut3r.checkpoint` (a safetensors file from models/scripts/convert_cut3r.py)"
@@ -146,6 +177,10 @@ mod tests {
             ("preset: huge", "preset"),
             ("device: tpu", "device"),
             ("weights: []", "weights"),
+            (
+                "{backend: cut3r, cache: /tmp/c, cut3r: {checkpoint: x}}",
+                "cache",
+            ),
         ] {
             let err = from_yaml_str::<Encoder3dConfig>(yaml)
                 .unwrap_err()

@@ -34,10 +34,15 @@ use vipa_msgs::{
     Encoding, ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamEnd,
     StreamHeader, TensorMsg,
 };
-use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
+use vipa_node_kit::{
+    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqEvent, SeqTracker, content_key,
+};
 
 use crate::config::{Backend, Encoder3dConfig};
 use vipa_models::seeded::seeded_builder;
+
+/// Tokens on the host: `(shape [tokens, channels], values, per-token validity 0/1)`.
+pub type HostTokens = (Vec<usize>, Vec<f32>, Vec<i64>);
 
 /// Input id of the point maps.
 pub const IN_POINTMAP: &str = "pointmap";
@@ -79,6 +84,12 @@ pub enum EncoderError {
     Device(#[from] vipa_models::device::DeviceError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error("feature cache {path}: {source} (fix the folder's permissions or set `cache: null`)")]
+    Cache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
@@ -169,6 +180,7 @@ pub struct Encoder3d {
     vit_cfg: PointMapVitConfig,
     vit: Option<PointMapVit>,
     cut3r: Option<Cut3rRunner>,
+    cache: Option<FeatureCache>,
     device: Device,
     out_seq: u64,
     seq: SeqTracker,
@@ -223,11 +235,26 @@ impl Encoder3d {
             device = %vipa_models::device::describe(&device),
             "3D encoder ready"
         );
+        // Backend `none` computes nothing worth caching; cut3r is refused by the config.
+        let cache = match (&cfg.cache, cfg.backend) {
+            (Some(root), Backend::PointMapVit) => {
+                let cache_err = |source| EncoderError::Cache {
+                    path: root.clone(),
+                    source,
+                };
+                let c = FeatureCache::open(root, &cfg.fingerprint().map_err(cache_err)?)
+                    .map_err(cache_err)?;
+                tracing::info!(dir = %c.dir().display(), "feature cache");
+                Some(c)
+            }
+            _ => None,
+        };
         Ok(Self {
             cfg: cfg.clone(),
             vit_cfg,
             vit,
             cut3r,
+            cache,
             device,
             out_seq: 0,
             seq: SeqTracker::new(),
@@ -284,6 +311,50 @@ impl Encoder3d {
             None => vec![1; self.tokens()],
         };
         Ok((tokens, valid))
+    }
+
+    /// Feature-cache `(hits, misses)`, when a cache is in use.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| (c.hits(), c.misses()))
+    }
+
+    /// Tokens of one point map as host values `(shape, values, validity)`: from the cache when
+    /// it holds them, else encoded (and stored).
+    pub fn features(&mut self, pm: &PointMap) -> Result<HostTokens, EncoderError> {
+        let key = self.cache.as_ref().map(|_| {
+            let bytes: Vec<u8> = pm.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+            content_key(&[&bytes, format!("{}x{}x3", pm.height, pm.width).as_bytes()])
+        });
+        if let (Some(c), Some(k)) = (&mut self.cache, &key)
+            && let Some(hit) = c.get(k)
+        {
+            let valid = hit
+                .valid
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| i64::from(v > 0.5))
+                .collect();
+            return Ok((hit.shape, hit.values, valid));
+        }
+        let (tokens, valid) = self.encode(pm)?;
+        let (n, d) = tokens.dims2().map_err(model("tokens"))?;
+        let values = tokens
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(model("tokens to host"))?;
+        if let (Some(c), Some(k)) = (&self.cache, &key) {
+            let entry = CachedFeatures {
+                shape: vec![n, d],
+                values,
+                valid: Some(valid.iter().map(|&v| v as f32).collect()),
+            };
+            c.put(k, &entry).map_err(|source| EncoderError::Cache {
+                path: c.dir().to_owned(),
+                source,
+            })?;
+            return Ok((entry.shape, entry.values, valid));
+        }
+        Ok((vec![n, d], values, valid))
     }
 
     /// Cut3R tokens of one RGB frame, `f32[1 + (size/16)², channels]`, all valid. `meta` is the
@@ -401,28 +472,28 @@ impl Encoder3d {
             tracing::debug!(kind = ?msg.kind(), "ignoring control message");
             return Ok(());
         }
-        let (header, (tokens, valid)) = if self.cut3r.is_some() {
+        let (header, (shape, values, valid)) = if self.cut3r.is_some() {
             let image = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
             self.check_seq(&msg.id, image.header.seq)?;
-            let enc = self.encode_image(&image, &msg.meta)?;
-            (image.header, enc)
+            let (tokens, valid) = self.encode_image(&image, &msg.meta)?;
+            let (n, d) = tokens.dims2().map_err(model("tokens"))?;
+            let values = tokens
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(model("tokens to host"))?;
+            (image.header, (vec![n, d], values, valid))
         } else {
             let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
             self.check_seq(&msg.id, pm.header.seq)?;
-            let enc = self.encode(&pm)?;
+            let enc = self.features(&pm)?;
             (pm.header, enc)
         };
-        let (n, d) = tokens.dims2().map_err(model("tokens"))?;
-        let values = tokens
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(model("tokens to host"))?;
         let tmsg = TensorMsg::from_f32(
             StreamHeader {
                 seq: self.out_seq,
                 ..header
             },
-            vec![n, d],
+            shape,
             &["tokens", "channels"],
             values,
         )

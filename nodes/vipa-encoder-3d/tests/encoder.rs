@@ -303,3 +303,36 @@ fn cut3r_setup_errors_name_the_file() {
     .to_string();
     assert!(err.contains("/nonexistent/c.safetensors"), "{err}");
 }
+
+#[test]
+fn feature_cache_hits_equal_a_fresh_encode_and_another_config_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |seed: u64| {
+        format!(
+            "{{preset: tiny, seed: {seed}, cache: {:?}}}",
+            dir.path().display().to_string()
+        )
+    };
+    let pm = plane(0, 24, 24, 0.5, 6);
+    let (fresh, fresh_valid) = encoder("preset: tiny").encode(&pm).unwrap();
+    let fresh: Vec<f32> = fresh.flatten_all().unwrap().to_vec1().unwrap();
+    let mut cached = encoder(&yaml(0));
+    let miss = cached.features(&pm).unwrap();
+    let hit = cached.features(&pm).unwrap();
+    assert_eq!(cached.cache_stats(), Some((1, 1)));
+    assert_eq!(miss, hit);
+    assert_eq!(hit.1, fresh, "a hit returns the fresh tokens");
+    assert_eq!(hit.2, fresh_valid, "and their validity");
+    assert!(hit.2.contains(&0), "the test plane has invalid tokens");
+    // Another seed misses; another geometry misses.
+    let mut other = encoder(&yaml(1));
+    assert_ne!(other.features(&pm).unwrap().1, fresh);
+    other.features(&plane(0, 24, 24, 0.7, 6)).unwrap();
+    assert_eq!(other.cache_stats(), Some((0, 2)));
+    // Cut3R's state runs across frames: a cache with it is refused by the config.
+    let err = from_yaml_str::<Encoder3dConfig>(
+        "{backend: cut3r, cache: /tmp/x, cut3r: {checkpoint: c.safetensors}}",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cache"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! `vipa-node-kit`: what every vipa dora node shares.
 //!
+//! - [`cache`]: [`FeatureCache`], the on-disk cache of a frozen encoder's outputs.
 //! - [`config`]: YAML node configuration from `VIPA_CONFIG` (a path or inline YAML), with
 //!   unknown-key detection and a semantic `validate` step.
 //! - [`meta`]: lossless `vipa_msgs::Metadata` ↔ dora `MetadataParameters` conversion.
@@ -21,12 +22,14 @@
 //!          log the SeqTracker summary
 //! ```
 
+pub mod cache;
 pub mod config;
 pub mod io;
 pub mod meta;
 pub mod runtime;
 pub mod seq;
 
+pub use cache::{CachedFeatures, FeatureCache, content_key, file_identity};
 pub use config::{
     CONFIG_ENV, ConfigError, NodeConfig, Paths, from_path, from_yaml_str, load_config,
 };
