@@ -215,6 +215,20 @@ impl Dataflow {
             .ok_or_else(|| eyre!("{}: no node `{id}`", self.name))
     }
 
+    /// A node's `VIPA_CONFIG`, parsed (inline YAML; `{}` when it has none).
+    pub fn config(&mut self, node: &str) -> eyre::Result<serde_yaml::Mapping> {
+        let name = self.name.clone();
+        let n = self.node_mut(node)?;
+        let text = n
+            .get("env")
+            .and_then(|e| e.get("VIPA_CONFIG"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("{}")
+            .to_owned();
+        serde_yaml::from_str(&text)
+            .wrap_err_with(|| format!("{name}: node `{node}`: VIPA_CONFIG is not a YAML mapping"))
+    }
+
     /// Sets a node's `VIPA_CONFIG` to inline YAML.
     pub fn set_config(&mut self, node: &str, yaml: &str) -> eyre::Result<&mut Self> {
         let n = self.node_mut(node)?;

@@ -26,6 +26,7 @@ fn build() {
         "vipa-encoder-2d",
         "vipa-encoder-3d",
         "vipa-train",
+        "vipa-ablation",
     ])
     .unwrap();
 }
@@ -280,6 +281,8 @@ fn tiny_chain_trains_resumes_after_sigkill_and_evaluates() {
         serde_json::from_slice(&std::fs::read(full_dir.join("eval.json")).unwrap()).unwrap()
     };
     let trained = eval("trained", "latest");
+    let trained_json = dir.join("trained-eval.json");
+    std::fs::copy(full_dir.join("eval.json"), &trained_json).unwrap();
     assert_eq!(
         trained["overall"]["n"].as_u64().unwrap() as usize,
         visual(Split::Test)
@@ -299,4 +302,62 @@ fn tiny_chain_trains_resumes_after_sigkill_and_evaluates() {
         untrained["overall"]["parse_rate"],
         untrained["overall"]["direction_score"]
     );
+
+    // 4. The table tool: intervals, the prior on the same answers, a PNG; and a reproduction
+    //    refused on a split this small.
+    let ablation = |args: &[&str]| {
+        Command::new(vipa_e2e::bin_dir().join("vipa-ablation"))
+            .current_dir(vipa_e2e::repo_root())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let untrained_json = full_dir.join("eval.json");
+    let png = dir.join("table.png");
+    let data_s = data.display().to_string();
+    let out = ablation(&[
+        "report",
+        trained_json.to_str().unwrap(),
+        untrained_json.to_str().unwrap(),
+        "--dataset",
+        &data_s,
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("image-blind prior"), "{text}");
+    assert!(
+        text.contains("| trained |") && text.contains("| untrained |"),
+        "{text}"
+    );
+    assert!(text.contains(" ["), "intervals are printed: {text}");
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    // The prior must come from the dataset that was evaluated: another one is refused.
+    let other = dir.join("not-a-dataset");
+    let out = ablation(&[
+        "report",
+        trained_json.to_str().unwrap(),
+        "--dataset",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let out = ablation(&[
+        "reproduce",
+        "--dataset",
+        &data_s,
+        "--out",
+        dir.join("repro").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a tiny split must be refused");
+    assert!(
+        err.contains("a reproduction needs at least 40 held-out clips"),
+        "{err}"
+    );
+    assert!(!dir.join("repro").join("table.md").exists());
 }

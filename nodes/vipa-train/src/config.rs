@@ -13,6 +13,9 @@
 //!                         # checkpoints/ folder: its newest), e.g. stage 2 from stage 1
 //! train_projector: null   # null = the preset's default (true for tiny/small: their vision
 //!                         # side is random-init; false for internvl3_5_2b, as the paper)
+//! train_llm: null         # stage 1 only: null = the preset's default (true for tiny; false
+//!                         # else, as the paper); stage 2 always trains the LLM
+//! lr_llm: null            # the LLM's peak learning rate when it trains; null = `lr`
 //! seed: 0                 # init, dropout masks; the data order is the reader's seed
 //! device: auto            # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
 //!                         # `--features cuda` build when one answers, else the CPU)
@@ -92,6 +95,8 @@ pub struct TrainConfig {
     pub tokenizer: Option<PathBuf>,
     pub init_from: Option<PathBuf>,
     pub train_projector: Option<bool>,
+    pub train_llm: Option<bool>,
+    pub lr_llm: Option<f64>,
     pub seed: u64,
     pub device: DeviceChoice,
     pub out_dir: PathBuf,
@@ -124,6 +129,8 @@ impl Default for TrainConfig {
             tokenizer: None,
             init_from: None,
             train_projector: None,
+            train_llm: None,
+            lr_llm: None,
             seed: 0,
             device: DeviceChoice::Auto,
             out_dir: PathBuf::from("../out/pretrain"),
@@ -185,6 +192,12 @@ impl TrainConfig {
             .unwrap_or(self.preset != "internvl3_5_2b")
     }
 
+    /// Whether the LLM trains in stage 1: the config's choice, else the preset's (only `tiny`,
+    /// whose LLM is random).
+    pub fn trains_llm_in_stage1(&self) -> bool {
+        self.train_llm.unwrap_or(self.preset == "tiny")
+    }
+
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.out_dir.join("checkpoints")
     }
@@ -220,6 +233,11 @@ impl vipa_node_kit::NodeConfig for TrainConfig {
         }
         if !(self.lr() > 0.0 && self.lr().is_finite()) {
             return Err(format!("`lr` must be > 0, got {}", self.lr()));
+        }
+        if let Some(l) = self.lr_llm
+            && !(l > 0.0 && l.is_finite())
+        {
+            return Err(format!("`lr_llm` must be > 0, got {l}"));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(format!(
@@ -271,5 +289,14 @@ mod tests {
         assert_eq!((full.lr(), full.batch_size()), (1e-5, 32));
         assert!(!full.trains_projector());
         assert_eq!(full.resolved().batch_size, Some(32));
+        // The LLM trains in stage 1 only where asked (or for the random `tiny` LLM).
+        assert!(TrainConfig::default().trains_llm_in_stage1());
+        assert!(!full.trains_llm_in_stage1());
+        let cfg: TrainConfig =
+            vipa_node_kit::from_yaml_str("{preset: tiny, train_llm: false, lr_llm: 1.0e-5}")
+                .unwrap();
+        assert!(!cfg.trains_llm_in_stage1());
+        let err = vipa_node_kit::from_yaml_str::<TrainConfig>("{lr_llm: -1}").unwrap_err();
+        assert!(err.to_string().contains("lr_llm"), "{err}");
     }
 }

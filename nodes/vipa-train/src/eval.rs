@@ -44,6 +44,18 @@ pub struct EvalExample {
     pub generated: String,
 }
 
+/// One scored answer with its truth, so that a report can regroup and resample them
+/// (`vipa-ablation report`: clip-bootstrap intervals, the prior on the same answers).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct EvalAnswer {
+    pub clip_id: String,
+    pub task: String,
+    pub question: String,
+    pub reference: String,
+    pub generated: String,
+    pub truth: AnswerTruth,
+}
+
 /// The evaluation report (`eval.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -54,6 +66,8 @@ pub struct EvalReport {
     pub per_task: BTreeMap<String, Metrics>,
     pub samples_without_truth: usize,
     pub examples: Vec<EvalExample>,
+    /// Every scored answer, in the order scored.
+    pub answers: Vec<EvalAnswer>,
     pub elapsed_s: f64,
 }
 
@@ -64,7 +78,7 @@ pub struct Evaluator {
     dev: Device,
     checkpoint: Option<PathBuf>,
     trained_steps: Option<u64>,
-    scored: Vec<(String, AnswerTruth, String)>,
+    scored: Vec<EvalAnswer>,
     examples: Vec<EvalExample>,
     without_truth: usize,
     started: Instant,
@@ -96,6 +110,19 @@ impl Evaluator {
             Some(l) => (Some(l.path.clone()), Some(l.meta.step)),
             None => (None, None),
         };
+        // What trained is the checkpoint's choice, not the eval graph's: a checkpoint whose
+        // LLM trained must be evaluated with its own LLM, not the pretrained one.
+        let mut cfg = cfg.clone();
+        if let Some(l) = &loaded {
+            let then = &l.meta.config;
+            if let Some(v) = then.get("train_llm") {
+                cfg.train_llm = v.as_bool();
+            }
+            if let Some(v) = then.get("train_projector") {
+                cfg.train_projector = v.as_bool();
+            }
+        }
+        let cfg = &cfg;
         let built = build(cfg, loaded.map(|l| l.weights), dev)?;
         tracing::info!(label = %cfg.eval_label(), checkpoint = ?checkpoint, "evaluator ready");
         Ok(Self {
@@ -161,14 +188,21 @@ impl Evaluator {
             None
         };
         match truth {
-            Some(truth) => self.scored.push((s.task.as_str().to_owned(), truth, text)),
+            Some(truth) => self.scored.push(EvalAnswer {
+                clip_id: s.clip_id.clone(),
+                task: s.task.as_str().to_owned(),
+                question: s.question.clone(),
+                reference: s.answer.clone(),
+                generated: text,
+                truth,
+            }),
             None => {
                 self.without_truth += 1;
                 tracing::debug!(question = %s.question_id, "no numeric truth: not scored");
             }
         }
         if self.scored().is_multiple_of(10) {
-            let so_far = evaluate(self.scored.iter().map(|(_, t, p)| (t, p.as_str())));
+            let so_far = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
             tracing::info!(
                 samples = self.scored(),
                 parse_rate = so_far.parse_rate,
@@ -181,10 +215,13 @@ impl Evaluator {
 
     /// Writes `eval.json` (and returns the report).
     pub fn finish(self) -> eyre::Result<EvalReport> {
-        let overall = evaluate(self.scored.iter().map(|(_, t, p)| (t, p.as_str())));
+        let overall = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
         let mut tasks: BTreeMap<String, Vec<(&AnswerTruth, &str)>> = BTreeMap::new();
-        for (task, t, p) in &self.scored {
-            tasks.entry(task.clone()).or_default().push((t, p.as_str()));
+        for a in &self.scored {
+            tasks
+                .entry(a.task.clone())
+                .or_default()
+                .push((&a.truth, a.generated.as_str()));
         }
         let per_task = tasks.into_iter().map(|(k, v)| (k, evaluate(v))).collect();
         let report = EvalReport {
@@ -195,6 +232,7 @@ impl Evaluator {
             per_task,
             samples_without_truth: self.without_truth,
             examples: self.examples,
+            answers: self.scored,
             elapsed_s: self.started.elapsed().as_secs_f64(),
         };
         std::fs::create_dir_all(&self.cfg.out_dir)?;

@@ -52,7 +52,7 @@ pub fn policy(cfg: &TrainConfig) -> StagePolicy {
         Stage::One
     });
     p.train_projector = cfg.trains_projector();
-    p.train_llm_in_stage1 = cfg.preset == "tiny";
+    p.train_llm_in_stage1 = cfg.trains_llm_in_stage1();
     // The point-map ViT is a frozen node in the dataflow (its tokens arrive precomputed).
     p.train_spatial_encoder = false;
     p

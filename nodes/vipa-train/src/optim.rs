@@ -29,6 +29,8 @@ pub struct AdamW {
     v: HashMap<String, Tensor>,
     /// Updates applied so far.
     t: u64,
+    /// Learning-rate factors by parameter-name prefix (first match wins; default 1).
+    lr_scales: Vec<(String, f64)>,
 }
 
 impl AdamW {
@@ -40,7 +42,21 @@ impl AdamW {
             m: HashMap::new(),
             v: HashMap::new(),
             t: 0,
+            lr_scales: Vec::new(),
         }
+    }
+
+    /// Parameters whose name starts with `prefix` get `scale × lr` (e.g. a pretrained LLM
+    /// fine-tuned more gently than a projector that starts random).
+    pub fn set_lr_scale(&mut self, prefix: &str, scale: f64) {
+        self.lr_scales.push((prefix.to_owned(), scale));
+    }
+
+    fn lr_of(&self, name: &str, lr: f64) -> f64 {
+        self.lr_scales
+            .iter()
+            .find(|(p, _)| name.starts_with(p.as_str()))
+            .map_or(lr, |(_, s)| lr * s)
     }
 
     /// Updates applied so far.
@@ -80,7 +96,7 @@ impl AdamW {
             if p.weight_decay > 0.0 && value.rank() > 1 {
                 update = (update + (value * p.weight_decay)?)?;
             }
-            var.set(&(value - (update * lr)?)?)?;
+            var.set(&(value - (update * self.lr_of(name, lr))?)?)?;
             self.m.insert(name.clone(), m);
             self.v.insert(name.clone(), v);
         }
@@ -202,6 +218,32 @@ mod tests {
         let got = run(None);
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
         assert_eq!(got, run(Some(2)), "state round trip changes nothing");
+    }
+
+    #[test]
+    fn lr_scale_applies_by_name_prefix() {
+        let dev = Device::Cpu;
+        let grads_seq = [0.5f64, -0.25];
+        let a = Var::new(&[[2.0f32, 2.0]], &dev).unwrap();
+        let b = Var::new(&[[2.0f32, 2.0]], &dev).unwrap();
+        let mut opt = AdamW::new(
+            vec![
+                ("language_model.w".into(), a.clone()),
+                ("mlp1.w".into(), b.clone()),
+            ],
+            params(0.1),
+        );
+        opt.set_lr_scale("language_model.", 0.1);
+        for g in grads_seq {
+            let loss = ((a.as_tensor() + b.as_tensor()).unwrap() * g)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            opt.step(&loss.backward().unwrap(), 0.01).unwrap();
+        }
+        let got = |v: &Var| f64::from(v.as_tensor().to_vec2::<f32>().unwrap()[0][0]);
+        assert!((got(&a) - reference(2.0, &grads_seq, 0.001, 0.1)).abs() < 1e-6);
+        assert!((got(&b) - reference(2.0, &grads_seq, 0.01, 0.1)).abs() < 1e-6);
     }
 
     #[test]

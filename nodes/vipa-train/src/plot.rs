@@ -89,6 +89,123 @@ pub fn loss_curve(
     Ok(())
 }
 
+/// One bar: label, value and an optional interval (drawn as a whisker).
+#[derive(Debug, Clone)]
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// One panel of bars sharing a y axis.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub title: String,
+    pub y_desc: String,
+    pub bars: Vec<Bar>,
+}
+
+/// Draws `panels` in a grid of `cols` columns into a PNG: one coloured bar per entry (the same
+/// colour for the same bar index in every panel, with a legend under the title) and its
+/// interval as a whisker.
+pub fn bar_panels(
+    path: &Path,
+    title: &str,
+    panels: &[Panel],
+    cols: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if panels.is_empty() {
+        return Err("no panels to draw".into());
+    }
+    let cols = cols.clamp(1, panels.len());
+    let rows = panels.len().div_ceil(cols);
+    let labels = font_available();
+    let n_bars = panels.iter().map(|p| p.bars.len()).max().unwrap_or(0);
+    let legend_h = if labels { 24 * n_bars as u32 + 16 } else { 0 };
+    let (w, h) = (360 * cols as u32, 300 * rows as u32 + 40 + legend_h);
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let colors = [
+        RGBColor(120, 120, 120),
+        RGBColor(230, 140, 40),
+        RGBColor(40, 110, 200),
+        RGBColor(60, 160, 80),
+        RGBColor(170, 60, 170),
+        RGBColor(200, 50, 50),
+    ];
+    let (head, body) = root.split_vertically(40 + legend_h);
+    if labels {
+        head.draw(&Text::new(title, (12, 8), ("sans-serif", 22)))?;
+        if let Some(p) = panels.iter().max_by_key(|p| p.bars.len()) {
+            for (i, b) in p.bars.iter().enumerate() {
+                let y = 40 + 24 * i as i32;
+                let c = colors[i % colors.len()];
+                head.draw(&Rectangle::new([(16, y + 2), (34, y + 18)], c.filled()))?;
+                head.draw(&Text::new(
+                    b.label.as_str(),
+                    (42, y + 2),
+                    ("sans-serif", 16),
+                ))?;
+            }
+        }
+    }
+    for (area, panel) in body.split_evenly((rows, cols)).iter().zip(panels) {
+        let top = panel
+            .bars
+            .iter()
+            .map(|b| b.interval.map_or(b.value, |i| i.1.max(b.value)))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+        let mut builder = ChartBuilder::on(area);
+        builder.margin(12);
+        if labels {
+            builder
+                .caption(&panel.title, ("sans-serif", 16))
+                .y_label_area_size(48)
+                .x_label_area_size(8);
+        }
+        let n = panel.bars.len().max(1);
+        let mut chart = builder.build_cartesian_2d(0f64..n as f64, 0f64..top)?;
+        if labels {
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .disable_x_axis()
+                .y_desc(panel.y_desc.as_str())
+                .draw()?;
+        }
+        for (i, b) in panel.bars.iter().enumerate() {
+            if !b.value.is_finite() {
+                continue;
+            }
+            let x0 = i as f64 + 0.15;
+            let x1 = i as f64 + 0.85;
+            let c = colors[i % colors.len()];
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x1, b.value)],
+                c.filled(),
+            )))?;
+            if let Some((lo, hi)) = b.interval.filter(|i| i.0.is_finite() && i.1.is_finite()) {
+                let xm = i as f64 + 0.5;
+                let whisker = BLACK.stroke_width(2);
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(xm, lo), (xm, hi)],
+                    whisker,
+                )))?;
+                for y in [lo, hi] {
+                    chart.draw_series(std::iter::once(PathElement::new(
+                        vec![(xm - 0.15, y), (xm + 0.15, y)],
+                        whisker,
+                    )))?;
+                }
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +219,27 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(bytes.len() > 1000);
+    }
+
+    #[test]
+    fn writes_bar_panels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table.png");
+        let bar = |label: &str, value: f64| Bar {
+            label: label.into(),
+            value,
+            interval: Some((value * 0.8, value * 1.2)),
+        };
+        let panels: Vec<Panel> = (0..4)
+            .map(|i| Panel {
+                title: format!("task {i}"),
+                y_desc: "m".into(),
+                bars: vec![bar("a", 0.1), bar("b", 0.2), bar("prior", f64::NAN)],
+            })
+            .collect();
+        bar_panels(&path, "table", &panels, 2).unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[1..4], b"PNG");
+        assert!(bar_panels(&path, "none", &[], 2).is_err());
     }
 
     #[test]

@@ -99,15 +99,26 @@ impl Trainer {
         };
         if let Some(l) = &loaded {
             let then = &l.meta.config;
-            for key in ["preset", "stage", "batch_size", "seed"] {
-                let now = serde_json::to_value(cfg)?.get(key).cloned();
-                if then.get(key) != now.as_ref() {
+            for key in [
+                "preset",
+                "stage",
+                "batch_size",
+                "seed",
+                "train_llm",
+                "train_projector",
+            ] {
+                // A key an older checkpoint did not record reads as null (the default).
+                let null = serde_json::Value::Null;
+                let now = serde_json::to_value(cfg)?
+                    .get(key)
+                    .cloned()
+                    .unwrap_or(null.clone());
+                let was = then.get(key).cloned().unwrap_or(null);
+                if was != now {
                     bail!(
-                        "the checkpoint {} was made with {key} = {}, this run has {}; use \
+                        "the checkpoint {} was made with {key} = {was}, this run has {now}; use \
                          another out_dir or `resume: false`",
                         l.path.display(),
-                        then.get(key).map(|v| v.to_string()).unwrap_or_default(),
-                        now.map(|v| v.to_string()).unwrap_or_default()
                     );
                 }
             }
@@ -138,6 +149,9 @@ impl Trainer {
                 weight_decay: cfg.weight_decay,
             },
         );
+        if let Some(l) = cfg.lr_llm {
+            opt.set_lr_scale("language_model.", l / cfg.lr());
+        }
         let (step, samples_seen, resumed_from) = match &loaded {
             Some(l) => {
                 opt.load_state(&l.optimizer)
