@@ -4,7 +4,7 @@
 //! | preset | vision side (encoder nodes) | LLM | tokenizer | trains in stage 1 | trains in stage 2 |
 //! |---|---|---|---|---|---|
 //! | `tiny` | tiny InternViT + tiny point-map ViT, seeded random | 2-layer Llama, seeded random, 258-token byte vocabulary | bytes | fusion + projector + LLM | fusion + projector + LLM |
-//! | `small` | small InternViT (384 wide, 224 px) + small point-map ViT, seeded random | SmolLM2-135M-Instruct (GGUF) | the GGUF's | fusion + projector | fusion + projector + LLM (motion rows included) |
+//! | `small` | small InternViT (384 wide, 224 px) + small point-map ViT, seeded random | SmolLM2-135M-Instruct (GGUF) | the GGUF's | fusion + projector (the committed graphs add the LLM: `train_llm: true`, `lr_llm`) | fusion + projector + LLM (motion rows included) |
 //! | `internvl3_5_2b` | InternViT-300M (checkpoint) + point-map ViT | Qwen3 of InternVL3.5-2B (checkpoint) | `tokenizer.json` | fusion (paper) | fusion + LLM (paper; GGUF weights only so far) |
 //!
 //! Stage 2 adds the 3 × 1024 motion tokens to the tokenizer and grows the LLM's embedding

@@ -82,6 +82,9 @@ fn dataflow(args: &Args, tmp: &std::path::Path) -> eyre::Result<serde_json::Valu
         ("checkpoint_every", Value::from(1_000_000u64)),
         ("resume", Value::from(false)),
         ("progress", Value::from(false)),
+        // The same trainable set as the in-process side (the preset's default).
+        ("train_llm", Value::Null),
+        ("lr_llm", Value::Null),
     ];
     trainer.push((
         "llm_weights",
