@@ -183,16 +183,28 @@ fn run_graph(yml: &Path, stop_after: u64) -> eyre::Result<()> {
 
 /// Trains `graph` for one seed unless its run already reached its last step, then evaluates it
 /// (unless its eval.json is newer than its last checkpoint). Returns the eval.json path.
+/// One trained row of a table: its folder name, graph, 3D backend, seed and label.
+struct Trained<'a> {
+    name: String,
+    graph: &'a str,
+    backend: &'a str,
+    seed: u64,
+    label: &'a str,
+}
+
 fn train_and_eval(
     work: &Path,
-    name: &str,
-    graph: &str,
-    backend: &str,
-    seed: u64,
-    label: &str,
+    row: &Trained<'_>,
     stop_after: u64,
     eval_samples: Option<u64>,
 ) -> eyre::Result<PathBuf> {
+    let (name, graph, backend, seed, label) = (
+        row.name.as_str(),
+        row.graph,
+        row.backend,
+        row.seed,
+        row.label,
+    );
     let out_dir = work.join(name);
     let train = rewrite(
         graph,
@@ -507,21 +519,25 @@ fn main() -> eyre::Result<()> {
             let work = root.join("out/ablation");
             let no3d = train_and_eval(
                 &work,
-                "no3d",
-                "pretrain-no3d.yml",
-                "none",
-                0,
-                NO3D,
+                &Trained {
+                    name: "no3d".to_owned(),
+                    graph: "pretrain-no3d.yml",
+                    backend: "none",
+                    seed: 0,
+                    label: NO3D,
+                },
                 stop_after,
                 None,
             )?;
             let with3d = train_and_eval(
                 &work,
-                "with3d",
-                "pretrain.yml",
-                "point_map_vit",
-                0,
-                WITH3D,
+                &Trained {
+                    name: "with3d".to_owned(),
+                    graph: "pretrain.yml",
+                    backend: "point_map_vit",
+                    seed: 0,
+                    label: WITH3D,
+                },
                 stop_after,
                 None,
             )?;
@@ -560,21 +576,25 @@ fn main() -> eyre::Result<()> {
             for seed in 0..seeds {
                 no3d.push(train_and_eval(
                     &work,
-                    &format!("no3d-s{seed}"),
-                    "pretrain-no3d.yml",
-                    "none",
-                    seed,
-                    NO3D,
+                    &Trained {
+                        name: format!("no3d-s{seed}"),
+                        graph: "pretrain-no3d.yml",
+                        backend: "none",
+                        seed,
+                        label: NO3D,
+                    },
                     stop_after,
                     limit,
                 )?);
                 with3d.push(train_and_eval(
                     &work,
-                    &format!("with3d-s{seed}"),
-                    "pretrain.yml",
-                    "point_map_vit",
-                    seed,
-                    WITH3D,
+                    &Trained {
+                        name: format!("with3d-s{seed}"),
+                        graph: "pretrain.yml",
+                        backend: "point_map_vit",
+                        seed,
+                        label: WITH3D,
+                    },
                     stop_after,
                     limit,
                 )?);
