@@ -453,3 +453,26 @@ pub fn clip_frames(summary: &serde_json::Value) -> BTreeMap<String, u64> {
         })
         .unwrap_or_default()
 }
+
+/// A Hand3D frame-store frame as the dataset reader sends it: the RGB `ImageFrame` and the
+/// calibrated `PointMap` (back-projected depth), both under `header`.
+pub fn stored_frame_messages(
+    stored: &vipa_hand3d::frames::StoredFrame,
+    header: vipa_msgs::StreamHeader,
+) -> eyre::Result<(vipa_msgs::ImageFrame, vipa_msgs::PointMap)> {
+    let image = vipa_msgs::ImageFrame::new(
+        header.clone(),
+        stored.width,
+        stored.height,
+        vipa_msgs::Encoding::Rgb8,
+        stored.rgb.clone(),
+    )?;
+    let points = stored.point_map()?;
+    let pm = vipa_msgs::PointMap::new(
+        header,
+        stored.height,
+        stored.width,
+        points.as_slice().to_vec(),
+    )?;
+    Ok((image, pm))
+}

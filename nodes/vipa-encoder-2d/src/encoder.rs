@@ -128,19 +128,8 @@ impl Encoder2d {
             device = %vipa_models::device::describe(&device),
             "semantic encoder ready"
         );
-        let cache = match &cfg.cache {
-            Some(root) => {
-                let cache_err = |source| EncoderError::Cache {
-                    path: root.clone(),
-                    source,
-                };
-                let c = FeatureCache::open(root, &cfg.fingerprint().map_err(cache_err)?)
-                    .map_err(cache_err)?;
-                tracing::info!(dir = %c.dir().display(), "feature cache");
-                Some(c)
-            }
-            None => None,
-        };
+        let cache = FeatureCache::open_configured(cfg.cache.as_deref(), || cfg.fingerprint())
+            .map_err(|(path, source)| EncoderError::Cache { path, source })?;
         Ok(Self {
             cfg: cfg.clone(),
             image_size: vl.vision_config.image_size,

@@ -102,15 +102,8 @@ impl Encoder3dConfig {
     /// Everything that decides this encoder's output, for the feature cache's key (the
     /// weights by path, length and modification time).
     pub fn fingerprint(&self) -> std::io::Result<String> {
-        let weights = match &self.weights {
-            Some(paths) => paths
-                .to_vec()
-                .iter()
-                .map(|p| vipa_node_kit::file_identity(p))
-                .collect::<std::io::Result<Vec<_>>>()?
-                .join(", "),
-            None => format!("seeded random init, seed {}", self.seed),
-        };
+        let files = self.weights.as_ref().map(Paths::to_vec);
+        let weights = vipa_node_kit::cache::weights_identity(files.as_deref(), self.seed)?;
         Ok(format!(
             "encoder-3d backend {:?} preset {} weights [{weights}]",
             self.backend, self.preset

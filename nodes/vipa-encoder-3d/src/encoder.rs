@@ -236,19 +236,12 @@ impl Encoder3d {
             "3D encoder ready"
         );
         // Backend `none` computes nothing worth caching; cut3r is refused by the config.
-        let cache = match (&cfg.cache, cfg.backend) {
-            (Some(root), Backend::PointMapVit) => {
-                let cache_err = |source| EncoderError::Cache {
-                    path: root.clone(),
-                    source,
-                };
-                let c = FeatureCache::open(root, &cfg.fingerprint().map_err(cache_err)?)
-                    .map_err(cache_err)?;
-                tracing::info!(dir = %c.dir().display(), "feature cache");
-                Some(c)
-            }
-            _ => None,
-        };
+        let root = cfg
+            .cache
+            .as_deref()
+            .filter(|_| cfg.backend == Backend::PointMapVit);
+        let cache = FeatureCache::open_configured(root, || cfg.fingerprint())
+            .map_err(|(path, source)| EncoderError::Cache { path, source })?;
         Ok(Self {
             cfg: cfg.clone(),
             vit_cfg,

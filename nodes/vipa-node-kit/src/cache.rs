@@ -70,6 +70,18 @@ pub fn file_identity(path: &Path) -> std::io::Result<String> {
     ))
 }
 
+/// The weights part of an encoder's fingerprint: every file's identity, or the seeded init.
+pub fn weights_identity(files: Option<&[PathBuf]>, seed: u64) -> std::io::Result<String> {
+    match files {
+        Some(files) => Ok(files
+            .iter()
+            .map(|p| file_identity(p))
+            .collect::<std::io::Result<Vec<_>>>()?
+            .join(", ")),
+        None => Ok(format!("seeded random init, seed {seed}")),
+    }
+}
+
 /// A feature cache for one encoder configuration.
 #[derive(Debug)]
 pub struct FeatureCache {
@@ -93,6 +105,21 @@ impl FeatureCache {
             hits: 0,
             misses: 0,
         })
+    }
+
+    /// [`Self::open`] under `root` (when configured) with the fingerprint `fingerprint()`
+    /// computes, logging the folder. Errors name `root`.
+    pub fn open_configured(
+        root: Option<&Path>,
+        fingerprint: impl FnOnce() -> std::io::Result<String>,
+    ) -> Result<Option<Self>, (PathBuf, std::io::Error)> {
+        let Some(root) = root else {
+            return Ok(None);
+        };
+        let err = |e| (root.to_owned(), e);
+        let c = Self::open(root, &fingerprint().map_err(err)?).map_err(err)?;
+        tracing::info!(dir = %c.dir().display(), "feature cache");
+        Ok(Some(c))
     }
 
     /// The folder of this configuration's entries.

@@ -24,7 +24,7 @@ use vipa_encoder_2d::Encoder2dConfig;
 use vipa_encoder_3d::Encoder3dConfig;
 use vipa_hand3d::frames::{ClipFrames, read_clip_frames};
 use vipa_hand3d::{DatasetReader, Split};
-use vipa_msgs::{Encoding, ImageFrame, PointMap, StreamHeader};
+use vipa_msgs::StreamHeader;
 use vipa_train::TrainConfig;
 use vipa_train::join::{Features, Joined};
 use vipa_train::trainer::{Trainer, peak_rss_mib};
@@ -141,21 +141,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> eyre::Result<(f64, f64, Opt
         let stored = frames
             .get(idx)
             .ok_or_else(|| eyre!("frame {idx} missing"))?;
-        let header = StreamHeader::default();
-        let image = ImageFrame::new(
-            header.clone(),
-            stored.width,
-            stored.height,
-            Encoding::Rgb8,
-            stored.rgb.clone(),
-        )?;
-        let points = stored.point_map()?;
-        let pm = PointMap::new(
-            header,
-            stored.height,
-            stored.width,
-            points.as_slice().to_vec(),
-        )?;
+        let (image, pm) = vipa_e2e::stored_frame_messages(stored, StreamHeader::default())?;
         let t2 = enc2.encode(&image)?;
         let (t3, valid) = enc3.encode(&pm)?;
         let feats = |t: &candle_core::Tensor, valid: Option<Vec<f32>>| -> eyre::Result<Features> {

@@ -27,7 +27,7 @@ use vipa_hand3d::frames::read_clip_frames;
 use vipa_hand3d::{DatasetReader, Split};
 use vipa_models::vision::fusion::Fusion;
 use vipa_models::vision::spatial::SpatialTokens;
-use vipa_msgs::{Encoding, ImageFrame, PointMap, StreamHeader};
+use vipa_msgs::StreamHeader;
 
 /// A feature extractor's pooled outputs for every probed frame.
 pub struct FrameSet {
@@ -383,20 +383,7 @@ pub fn run(args: &ProbeArgs) -> eyre::Result<String> {
                 frame_idx: u64::from(stored.frame_idx),
                 timestamp_ns: 0,
             };
-            let image = ImageFrame::new(
-                header.clone(),
-                stored.width,
-                stored.height,
-                Encoding::Rgb8,
-                stored.rgb.clone(),
-            )?;
-            let points = stored.point_map()?;
-            let pm = PointMap::new(
-                header,
-                stored.height,
-                stored.width,
-                points.as_slice().to_vec(),
-            )?;
+            let (image, pm) = vipa_e2e::stored_frame_messages(stored, header)?;
             let (s_shape, s_vals) = enc2d.features(&image).wrap_err("encoder-2d")?;
             let (p_shape, p_vals, p_valid) = enc3d.features(&pm).wrap_err("encoder-3d")?;
             let mut push = |name: &'static str, vals: &[f32], shape: &[usize]| {
@@ -415,7 +402,7 @@ pub fn run(args: &ProbeArgs) -> eyre::Result<String> {
             );
             push(
                 "raw point map (xyz, reference)",
-                &cells(points.as_slice(), w, h, 16),
+                &cells(pm.values(), w, h, 16),
                 &[256, 3],
             );
             if p_shape[0] > 0 {
