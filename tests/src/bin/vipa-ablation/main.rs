@@ -234,7 +234,13 @@ fn train_and_eval(
         std::fs::metadata(&json).and_then(|m| m.modified()),
         newest_ckpt,
     ) {
-        (Ok(e), Some(c)) => e > c && EvalFile::load(&json).is_ok(),
+        // Newer than the checkpoint and as many answers as asked (no limit: redone).
+        (Ok(e), Some(c)) => {
+            e > c
+                && eval_samples.is_some_and(|n| {
+                    EvalFile::load(&json).is_ok_and(|f| f.answers.len() as u64 == n)
+                })
+        }
         _ => false,
     };
     if !fresh {
@@ -247,7 +253,9 @@ fn train_and_eval(
 fn untrained(work: &Path, stop_after: u64, eval_samples: Option<u64>) -> eyre::Result<PathBuf> {
     let dir = work.join("untrained");
     let json = dir.join("eval.json");
-    if EvalFile::load(&json).is_err() {
+    let done = EvalFile::load(&json)
+        .is_ok_and(|f| eval_samples.is_some_and(|n| f.answers.len() as u64 == n));
+    if !done {
         let yml = eval_flow(
             &work.join("graphs/eval-untrained"),
             "point_map_vit",
