@@ -14,12 +14,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Error, Result, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
+
+use crate::hf_internvl::{Alias, aliases, is_transformers_naming};
 
 /// Where a checkpoint's tensors live.
 enum Store {
@@ -58,6 +60,9 @@ impl Store {
 /// One or more safetensors files (or an in-memory tensor map), searched in order.
 pub struct Checkpoint {
     files: Vec<(PathBuf, Store)>,
+    /// Upstream name → source, for files in the transformers-native InternVL naming
+    /// ([`crate::hf_internvl`]); empty otherwise.
+    aliases: HashMap<String, Alias>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -94,13 +99,28 @@ impl Checkpoint {
                 Ok((path, Store::File(st)))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { files })
+        let mut ckpt = Self {
+            files,
+            aliases: HashMap::new(),
+        };
+        let names = ckpt.names();
+        if is_transformers_naming(&names) {
+            ckpt.aliases = aliases(&names);
+        }
+        Ok(ckpt)
+    }
+
+    /// Whether the files are in the transformers-native InternVL naming (read through
+    /// [`crate::hf_internvl`]'s aliases).
+    pub fn is_transformers_naming(&self) -> bool {
+        !self.aliases.is_empty()
     }
 
     /// Wraps in-memory tensors (plain, detached) as a checkpoint labelled `label` in errors.
     pub fn from_tensors(label: &str, tensors: HashMap<String, Tensor>) -> Self {
         Self {
             files: vec![(PathBuf::from(label), Store::Memory(tensors))],
+            aliases: HashMap::new(),
         }
     }
 
@@ -117,7 +137,8 @@ impl Checkpoint {
         self.files.iter().map(|(p, _)| p.as_path()).collect()
     }
 
-    fn describe(&self) -> String {
+    /// The files (or in-memory labels), in search order, joined for messages.
+    pub fn describe(&self) -> String {
         let names: Vec<String> = self
             .files
             .iter()
@@ -126,9 +147,15 @@ impl Checkpoint {
         names.join(", ")
     }
 
-    /// Whether any file holds `name`.
+    /// Whether any file holds `name` (under its own name or, in a transformers-named file,
+    /// an alias's).
     pub fn contains(&self, name: &str) -> bool {
         self.files.iter().any(|(_, st)| st.has(name))
+            || self.aliases.get(name).is_some_and(|a| {
+                a.sources()
+                    .iter()
+                    .all(|n| self.files.iter().any(|(_, st)| st.has(n)))
+            })
     }
 
     /// All tensor names in all files.
@@ -147,6 +174,11 @@ impl Checkpoint {
         dtype: DType,
         dev: &Device,
     ) -> Result<Tensor> {
+        if !self.files.iter().any(|(_, st)| st.has(name))
+            && let Some(alias) = self.aliases.get(name)
+        {
+            return self.load_alias(name, alias, expected, dtype, dev);
+        }
         let Some((path, st)) = self.files.iter().find(|(_, st)| st.has(name)) else {
             let shape = expected
                 .map(|s| format!(" (expected shape {s:?})"))
@@ -180,6 +212,41 @@ impl Checkpoint {
         Ok(tensor)
     }
 
+    /// Loads an upstream-named tensor from its transformers-named sources (concatenated along
+    /// dimension 0 where there are several), with the shape check of [`Self::load`].
+    fn load_alias(
+        &self,
+        name: &str,
+        alias: &Alias,
+        expected: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let parts = alias
+            .sources()
+            .iter()
+            .map(|src| self.load(src, None, dtype, dev))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| Error::Msg(format!("`{name}` (transformers naming): {e}")))?;
+        let tensor = match parts.as_slice() {
+            [one] => one.clone(),
+            many => Tensor::cat(many, 0)?,
+        };
+        if let Some(expected) = expected
+            && tensor.shape() != expected
+        {
+            return Err(Error::Msg(format!(
+                "checkpoint {}: `{name}` (from {}) has shape {:?} but the model expects {:?}; \
+                 check that the config matches the checkpoint",
+                self.describe(),
+                alias.sources().join(" + "),
+                tensor.shape(),
+                expected
+            )));
+        }
+        Ok(tensor)
+    }
+
     /// A `VarBuilder` of plain (frozen) tensors from this checkpoint.
     pub fn frozen(self: &Arc<Self>, dtype: DType, dev: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(
@@ -206,13 +273,98 @@ impl SimpleBackend for FrozenBackend {
     }
 }
 
+/// What a trainable builder does with a tensor that its init checkpoint lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshInit {
+    /// The module's own init hint, from candle's (unseeded) generator.
+    Unseeded,
+    /// The deterministic init of [`crate::seeded`] with this seed.
+    Seeded(u64),
+    /// None: the tensor must come from the checkpoint. A missing one is recorded in the
+    /// [`InitLog`] (every name, not only the first) and [`InitLog::check`] fails.
+    Refused,
+}
+
+/// Where the tensors of a model being built came from: the names initialised at random
+/// (allowed by [`FreshInit`]) and the names a checkpoint had to hold but did not. Clones share
+/// one record, so one log can follow every builder of a model.
+#[derive(Debug, Clone, Default)]
+pub struct InitLog(Arc<Mutex<InitRecords>>);
+
+#[derive(Debug, Default)]
+struct InitRecords {
+    fresh: Vec<String>,
+    missing: Vec<String>,
+}
+
+impl InitLog {
+    fn with<T>(&self, f: impl FnOnce(&mut InitRecords) -> T) -> T {
+        let mut guard = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// Names initialised at random, in the order built.
+    pub fn fresh(&self) -> Vec<String> {
+        self.with(|r| r.fresh.clone())
+    }
+
+    /// Names that had to come from a checkpoint and were not in it.
+    pub fn missing(&self) -> Vec<String> {
+        self.with(|r| r.missing.clone())
+    }
+
+    /// How many tensors of each parameter group were initialised at random (names outside
+    /// every group count under their first path segment).
+    pub fn fresh_by_group(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for name in self.fresh() {
+            let group = match crate::stage::ParamGroup::of(&name) {
+                Some(g) => g.prefix().trim_end_matches('.').to_owned(),
+                None => name.split('.').next().unwrap_or_default().to_owned(),
+            };
+            match counts.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((group, 1)),
+            }
+        }
+        counts
+    }
+
+    /// Fails, naming every missing tensor (the first 12 and a count), when a checkpoint lacked
+    /// a tensor that had to come from it. `source` says what should have held them.
+    pub fn check(&self, source: &str) -> Result<()> {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 12;
+        let mut list = missing
+            .iter()
+            .take(SHOWN)
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if missing.len() > SHOWN {
+            list.push_str(&format!(" and {} more", missing.len() - SHOWN));
+        }
+        Err(Error::Msg(format!(
+            "{source} lacks {} tensor(s) the model needs: {list}; they are not initialised at \
+             random: give a checkpoint that holds them (same preset, same parameter names)",
+            missing.len()
+        )))
+    }
+}
+
 /// Trainable tensors: every tensor requested is a `Var` in `varmap`. Its initial value comes
-/// from `init` (a checkpoint) when that has the key, else from the module's init hint.
+/// from `init` (a checkpoint) when that has the key, else as `fresh` says.
 struct TrainableBackend {
     varmap: VarMap,
     init: Option<Arc<Checkpoint>>,
-    /// Seed of the fresh init ([`crate::seeded`]); `None` = candle's unseeded generator.
-    seed: Option<u64>,
+    fresh: FreshInit,
+    log: InitLog,
 }
 
 impl SimpleBackend for TrainableBackend {
@@ -245,8 +397,8 @@ impl SimpleBackend for TrainableBackend {
                     .insert(name.to_string(), var);
                 Ok(tensor)
             }
-            _ => match self.seed {
-                Some(seed) => {
+            _ => match self.fresh {
+                FreshInit::Seeded(seed) => {
                     let value = crate::seeded::seeded_tensor(seed, &s, name, h, dtype, dev)?;
                     let var = Var::from_tensor(&value)?;
                     let tensor = var.as_tensor().clone();
@@ -255,9 +407,19 @@ impl SimpleBackend for TrainableBackend {
                         .lock()
                         .map_err(|_| Error::Msg("trainable VarMap lock poisoned".to_string()))?
                         .insert(name.to_string(), var);
+                    self.log.with(|r| r.fresh.push(name.to_string()));
                     Ok(tensor)
                 }
-                None => self.varmap.get(s, name, h, dtype, dev),
+                FreshInit::Unseeded => {
+                    self.log.with(|r| r.fresh.push(name.to_string()));
+                    self.varmap.get(s, name, h, dtype, dev)
+                }
+                FreshInit::Refused => {
+                    // A placeholder so that building goes on and every missing name is
+                    // collected; `InitLog::check` then fails and the model is dropped.
+                    self.log.with(|r| r.missing.push(name.to_string()));
+                    Tensor::zeros(s, dtype, dev)
+                }
             },
         }
     }
@@ -308,24 +470,24 @@ pub fn trainable_builder(
     dtype: DType,
     dev: &Device,
 ) -> VarBuilder<'static> {
-    VarBuilder::from_backend(
-        Box::new(TrainableBackend {
-            varmap: varmap.clone(),
-            init,
-            seed: None,
-        }),
+    trainable_builder_with(
+        varmap,
+        init,
+        FreshInit::Unseeded,
+        &InitLog::default(),
         dtype,
-        dev.clone(),
+        dev,
     )
 }
 
-/// [`trainable_builder`] whose fresh tensors (those `init` lacks) come from the deterministic
-/// [`crate::seeded`] init: the same seed gives the same starting weights in every run, which a
-/// resumed run needs to reproduce an uninterrupted one.
-pub fn trainable_builder_seeded(
+/// [`trainable_builder`] with the choice for tensors `init` lacks ([`FreshInit`]) and a log of
+/// what was initialised at random or found missing (check it with [`InitLog::check`] once the
+/// model is built).
+pub fn trainable_builder_with(
     varmap: &VarMap,
     init: Option<Arc<Checkpoint>>,
-    seed: u64,
+    fresh: FreshInit,
+    log: &InitLog,
     dtype: DType,
     dev: &Device,
 ) -> VarBuilder<'static> {
@@ -333,7 +495,8 @@ pub fn trainable_builder_seeded(
         Box::new(TrainableBackend {
             varmap: varmap.clone(),
             init,
-            seed: Some(seed),
+            fresh,
+            log: log.clone(),
         }),
         dtype,
         dev.clone(),

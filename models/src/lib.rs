@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod hf_internvl;
 pub mod llm;
 pub mod ops;
 pub mod seeded;

@@ -20,7 +20,9 @@ use candle_core::{DType, Device, Error, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Checkpoint, trainable_builder};
+use crate::checkpoint::{
+    Checkpoint, FreshInit, InitLog, trainable_builder, trainable_builder_with,
+};
 use crate::stage::{ParamGroup, StagePolicy};
 use crate::vision::config::{FusionConfig, FusionPlacement, InternVlConfig, PointMapVitConfig};
 use crate::vision::fusion::Fusion;
@@ -150,16 +152,41 @@ impl std::fmt::Debug for VipaVision {
     }
 }
 
+/// Whether a trainable group may start at random where a given checkpoint lacks it: only the
+/// modules VIPA adds (fusion, the point-map ViT, motion rows, the action head). The pretrained
+/// parts (InternViT, the projector, the LLM) must come from the checkpoint when one is given.
+fn may_start_fresh(group: ParamGroup) -> bool {
+    !matches!(
+        group,
+        ParamGroup::Vision | ParamGroup::Projector | ParamGroup::Llm
+    )
+}
+
 /// Picks the builder for a group: `Var`s in `varmap` if it trains, plain tensors otherwise.
+/// With a checkpoint, a trainable pretrained group missing from it is recorded in `log` (check
+/// it once the model is built); without one, every trainable group starts at random.
 pub(crate) fn builder_for(
     group: ParamGroup,
     policy: &StagePolicy,
     weights: Option<&Arc<Checkpoint>>,
     varmap: &VarMap,
+    log: &InitLog,
     dev: &Device,
 ) -> Result<VarBuilder<'static>> {
     if policy.is_trainable(group) {
-        return Ok(trainable_builder(varmap, weights.cloned(), DType::F32, dev));
+        let fresh = if weights.is_some() && !may_start_fresh(group) {
+            FreshInit::Refused
+        } else {
+            FreshInit::Unseeded
+        };
+        return Ok(trainable_builder_with(
+            varmap,
+            weights.cloned(),
+            fresh,
+            log,
+            DType::F32,
+            dev,
+        ));
     }
     match weights {
         Some(ckpt) => Ok(ckpt.frozen(DType::F32, dev)),
@@ -183,12 +210,13 @@ impl VipaVision {
     ) -> Result<Self> {
         cfg.validate()?;
         let w = weights.as_ref();
-        let vision_vb = builder_for(ParamGroup::Vision, policy, w, varmap, dev)?;
-        let projector_vb = builder_for(ParamGroup::Projector, policy, w, varmap, dev)?;
+        let log = InitLog::default();
+        let vision_vb = builder_for(ParamGroup::Vision, policy, w, varmap, &log, dev)?;
+        let projector_vb = builder_for(ParamGroup::Projector, policy, w, varmap, &log, dev)?;
         let semantic = SemanticEncoder::new(&cfg.semantic, vision_vb, projector_vb)?;
         let spatial = match &cfg.spatial {
             Some(sc) => {
-                let vb = builder_for(ParamGroup::SpatialEncoder, policy, w, varmap, dev)?;
+                let vb = builder_for(ParamGroup::SpatialEncoder, policy, w, varmap, &log, dev)?;
                 let enc: Box<dyn SpatialEncoder + Send + Sync> =
                     Box::new(PointMapVit::new(sc, vb.pp("spatial_encoder"))?);
                 Some(enc)
@@ -197,11 +225,14 @@ impl VipaVision {
         };
         let fusion = match &cfg.fusion {
             Some(fc) => {
-                let vb = builder_for(ParamGroup::Fusion, policy, w, varmap, dev)?;
+                let vb = builder_for(ParamGroup::Fusion, policy, w, varmap, &log, dev)?;
                 Some(Fusion::new(fc, vb.pp("fusion"))?)
             }
             None => None,
         };
+        if let Some(ckpt) = w {
+            log.check(&format!("checkpoint {}", ckpt.describe()))?;
+        }
         Ok(Self {
             cfg: cfg.clone(),
             semantic,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Error, Module, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::checkpoint::{Checkpoint, trainable_builder_seeded};
+use crate::checkpoint::{Checkpoint, FreshInit, InitLog, trainable_builder_with};
 use crate::llm::text::Segment;
 use crate::llm::{CausalLm, Generation, GenerationConfig};
 use crate::seeded::seeded_builder;
@@ -52,6 +52,12 @@ pub struct VipaLmWeights {
     pub trainable_init: Option<Arc<Checkpoint>>,
     /// Seed of every random init.
     pub seed: u64,
+    /// Trainable groups whose every tensor must come from `trainable_init` (a run being
+    /// resumed, a pretrained LLM being fine-tuned, a stage-1 checkpoint stage 2 starts from):
+    /// a tensor missing there is an error naming it, never a random init. The other
+    /// trainable groups start from the seeded init where `trainable_init` lacks them (new
+    /// modules such as fusion); [`VipaLm::fresh_init`] lists what did.
+    pub required: Vec<ParamGroup>,
 }
 
 /// Fusion → pixel shuffle → projector → LLM.
@@ -62,6 +68,7 @@ pub struct VipaLm {
     projector: Projector,
     llm: CausalLm,
     shuffle: usize,
+    fresh: Vec<(String, usize)>,
 }
 
 impl VipaLm {
@@ -74,12 +81,19 @@ impl VipaLm {
         dev: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        let log = InitLog::default();
         let builder = |group: ParamGroup| -> VarBuilder<'static> {
             if policy.is_trainable(group) {
-                trainable_builder_seeded(
+                let fresh = if weights.required.contains(&group) {
+                    FreshInit::Refused
+                } else {
+                    FreshInit::Seeded(weights.seed)
+                };
+                trainable_builder_with(
                     varmap,
                     weights.trainable_init.clone(),
-                    weights.seed,
+                    fresh,
+                    &log,
                     DType::F32,
                     dev,
                 )
@@ -101,13 +115,26 @@ impl VipaLm {
             None => None,
         };
         let llm = CausalLm::new(&cfg.llm, builder(ParamGroup::Llm).pp("language_model"))?;
+        let source = match &weights.trainable_init {
+            Some(init) => format!("the trainable init ({})", init.describe()),
+            None => "the trainable init (none given)".to_owned(),
+        };
+        log.check(&source)?;
         Ok(Self {
             cfg: cfg.clone(),
             fusion,
             projector,
             llm,
             shuffle: sem.shuffle_factor()?,
+            fresh: log.fresh_by_group(),
         })
+    }
+
+    /// The trainable tensors that started from the seeded random init, counted per parameter
+    /// group (`[("fusion", 12)]`): the builder logs them, so that a random start is always
+    /// visible. Frozen groups without weights (`frozen: None`) are random too, by choice.
+    pub fn fresh_init(&self) -> &[(String, usize)] {
+        &self.fresh
     }
 
     /// The configuration.
@@ -252,6 +279,7 @@ mod tests {
     use crate::llm::{Arch, LlmConfig};
     use crate::stage::Stage;
     use crate::vipa::VipaVisionConfig;
+    use std::collections::HashMap;
 
     fn tiny_cfg() -> VipaConfig {
         let mut llm = LlmConfig::tiny(Arch::Llama);
@@ -351,6 +379,75 @@ mod tests {
                 .is_none()
         );
         assert!(grads.get(data["mlp1.1.weight"].as_tensor()).is_some());
+    }
+
+    #[test]
+    fn a_required_group_missing_from_its_checkpoint_is_an_error_not_a_random_init() {
+        let dev = Device::Cpu;
+        let policy = StagePolicy::new(Stage::Two);
+        // The "pretrained" LLM, built once; its tensors are the init of stage 2's LLM.
+        let vm = VarMap::new();
+        VipaLm::new(&tiny_cfg(), &policy, &VipaLmWeights::default(), &vm, &dev).unwrap();
+        let llm: HashMap<String, Tensor> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("language_model."))
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        assert!(!llm.is_empty());
+        let with = |tensors: HashMap<String, Tensor>| VipaLmWeights {
+            trainable_init: Some(Arc::new(Checkpoint::from_tensors("llm.gguf", tensors))),
+            required: vec![ParamGroup::Llm],
+            ..Default::default()
+        };
+        // Complete: the LLM comes from it, only the new modules start at random.
+        let model = VipaLm::new(
+            &tiny_cfg(),
+            &policy,
+            &with(llm.clone()),
+            &VarMap::new(),
+            &dev,
+        )
+        .unwrap();
+        let groups: Vec<&str> = model.fresh_init().iter().map(|(g, _)| g.as_str()).collect();
+        assert!(groups.contains(&"fusion"), "{groups:?}");
+        assert!(!groups.contains(&"language_model"), "{groups:?}");
+        // Two tensors renamed away: an error naming both, not logits 2-4 off.
+        let mut broken = llm.clone();
+        let gone = [
+            "language_model.model.norm.weight",
+            "language_model.model.embed_tokens.weight",
+        ];
+        for name in gone {
+            assert!(broken.remove(name).is_some(), "{name} in the tiny LLM");
+        }
+        let err = VipaLm::new(
+            &tiny_cfg(),
+            &policy,
+            &with(broken.clone()),
+            &VarMap::new(),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
+        for name in gone {
+            assert!(err.contains(name), "{err}");
+        }
+        assert!(err.contains("llm.gguf"), "{err}");
+        // Not required (the explicit choice): the same file starts the missing ones at random.
+        let lenient = VipaLmWeights {
+            required: Vec::new(),
+            ..with(broken)
+        };
+        let model = VipaLm::new(&tiny_cfg(), &policy, &lenient, &VarMap::new(), &dev).unwrap();
+        let llm_fresh = model
+            .fresh_init()
+            .iter()
+            .find(|(g, _)| g == "language_model")
+            .map(|(_, n)| *n);
+        assert_eq!(llm_fresh, Some(2));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Error, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, InitLog};
 use crate::llm::{Arch, CausalLm, LlmConfig};
 use crate::stage::{ParamGroup, StagePolicy};
 use crate::vipa::{VipaVision, VipaVisionConfig, builder_for};
@@ -91,8 +91,12 @@ impl Vipa {
     ) -> Result<Self> {
         cfg.validate()?;
         let vision = VipaVision::new(&cfg.vision, policy, weights.clone(), varmap, dev)?;
-        let vb = builder_for(ParamGroup::Llm, policy, weights.as_ref(), varmap, dev)?;
+        let log = InitLog::default();
+        let vb = builder_for(ParamGroup::Llm, policy, weights.as_ref(), varmap, &log, dev)?;
         let llm = CausalLm::new(&cfg.llm, vb.pp("language_model"))?;
+        if let Some(ckpt) = &weights {
+            log.check(&format!("checkpoint {}", ckpt.describe()))?;
+        }
         Ok(Self {
             cfg: cfg.clone(),
             vision,

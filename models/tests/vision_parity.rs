@@ -55,6 +55,54 @@ fn check_model(name: &str) {
     }
 }
 
+/// The same fixture in transformers' own layout (`make_hf_layout_fixtures.py`): its
+/// `config.json` (`text_config`, `[h, w]` sizes, `attention_bias`, …) gives the same config,
+/// and its weights (`model.vision_tower.*` with split q/k/v, `model.multi_modal_projector.*`)
+/// give exactly the outputs of the upstream-named file.
+fn check_transformers_layout(name: &str) {
+    let dev = Device::Cpu;
+    let dir = fixtures();
+    let up = InternVlConfig::from_json_file(&dir.join(format!("{name}.config.json"))).unwrap();
+    let mut hf =
+        InternVlConfig::from_json_file(&dir.join(format!("{name}.hf.config.json"))).unwrap();
+    // The layer-scale init value only seeds a random init; the two layouts name it apart.
+    hf.vision_config.initializer_factor = up.vision_config.initializer_factor;
+    assert_eq!(hf, up, "{name}: the two config layouts differ");
+    let encoder = |file: &str| {
+        let ckpt = Arc::new(Checkpoint::open(&[dir.join(file)]).unwrap());
+        let vb = ckpt.frozen(DType::F32, &dev);
+        (
+            ckpt.is_transformers_naming(),
+            SemanticEncoder::new(&up, vb.clone(), vb).unwrap(),
+        )
+    };
+    let (up_named, upstream) = encoder(&format!("{name}.safetensors"));
+    let (hf_named, transformers) = encoder(&format!("{name}.hf.safetensors"));
+    assert!(!up_named && hf_named);
+    let io =
+        candle_core::safetensors::load(dir.join(format!("{name}.io.safetensors")), &dev).unwrap();
+    for tag in ["square", "wide"] {
+        let px = &io[&format!("{tag}.pixel_values")];
+        let got = transformers.forward(px).unwrap();
+        let d = max_diff(&got, &io[&format!("{tag}.projected")]);
+        assert!(
+            d < 1e-4,
+            "{name}/{tag}: transformers layout differs from the reference by {d}"
+        );
+        assert_eq!(
+            max_diff(&got, &upstream.forward(px).unwrap()),
+            0.0,
+            "{name}/{tag}: the two layouts load different values"
+        );
+    }
+}
+
+#[test]
+fn the_transformers_layout_loads_and_matches() {
+    check_transformers_layout("internvit_ln");
+    check_transformers_layout("internvit_rms_qknorm");
+}
+
 #[test]
 fn internvit_layer_norm_matches_reference() {
     check_model("internvit_ln");

@@ -118,6 +118,83 @@ fn stage_two_trains_fusion_and_llm() {
     );
 }
 
+/// At stage 2 the LLM trains, so its tensors are `Var`s; a checkpoint that lacks some of
+/// them (other names, a partial file) is an error naming them, as at stage 1 where the LLM is
+/// frozen, never a silent random init.
+#[test]
+fn a_checkpoint_without_the_llm_fails_at_stage_two_as_at_stage_one() {
+    let dev = Device::Cpu;
+    let cfg = VipaConfig::tiny();
+    let mut tensors = Vipa::random_weights(&cfg, &dev).unwrap();
+    tensors.retain(|k, _| !k.starts_with("language_model.model.layers.1."));
+    let w = Arc::new(Checkpoint::from_tensors("partial.safetensors", tensors));
+    for stage in [Stage::One, Stage::Two] {
+        let err = Vipa::new(
+            &cfg,
+            &StagePolicy::new(stage),
+            Some(w.clone()),
+            &VarMap::new(),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("partial.safetensors"), "{stage:?}: {err}");
+        assert!(
+            err.contains("language_model.model.layers.1."),
+            "{stage:?}: {err}"
+        );
+    }
+}
+
+/// A checkpoint whose LLM and projector are in transformers' naming (`model.language_model.*`,
+/// `lm_head.*`, `model.multi_modal_projector.*`) loads, and gives the same logits as the
+/// upstream-named one.
+#[test]
+fn the_transformers_naming_of_llm_and_projector_loads() {
+    let dev = Device::Cpu;
+    let cfg = VipaConfig::tiny();
+    let upstream = Vipa::random_weights(&cfg, &dev).unwrap();
+    let rename = |k: &str| -> String {
+        if let Some(rest) = k.strip_prefix("language_model.model.") {
+            format!("model.language_model.{rest}")
+        } else if let Some(rest) = k.strip_prefix("language_model.lm_head.") {
+            format!("lm_head.{rest}")
+        } else if let Some(rest) = k.strip_prefix("mlp1.") {
+            let (i, tail) = rest.split_once('.').unwrap();
+            let part = ["layer_norm", "linear_1", "", "linear_2"][i.parse::<usize>().unwrap()];
+            format!("model.multi_modal_projector.{part}.{tail}")
+        } else {
+            k.to_owned()
+        }
+    };
+    let hf: std::collections::HashMap<String, Tensor> = upstream
+        .iter()
+        .map(|(k, v)| (rename(k), v.clone()))
+        .collect();
+    assert!(hf.keys().any(|k| k.starts_with("model.language_model.")));
+    let dir = tempfile::tempdir().unwrap();
+    let (ids, px, spatial, _, _) = batch(&dev);
+    let logits = |tensors: &std::collections::HashMap<String, Tensor>, file: &str| {
+        let path = dir.path().join(file);
+        candle_core::safetensors::save(tensors, &path).unwrap();
+        let w = Arc::new(Checkpoint::open(&[&path]).unwrap());
+        let policy = StagePolicy::new(Stage::One);
+        let model = Vipa::new(&cfg, &policy, Some(w), &VarMap::new(), &dev).unwrap();
+        model.forward(&ids, &px, Some(&spatial), false).unwrap()
+    };
+    let a = logits(&upstream, "upstream.safetensors");
+    let b = logits(&hf, "hf.safetensors");
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(d, 0.0);
+}
+
 #[test]
 fn stage_three_trains_llm_only_on_this_side() {
     let policy = StagePolicy::new(Stage::Three);

@@ -185,6 +185,126 @@ pub struct InternVlConfig {
     pub ps_version: String,
 }
 
+/// A square size given as a number or `[h, w]` (transformers' `image_size`, `patch_size`).
+fn square(v: &serde_json::Value, key: &str) -> Result<usize> {
+    let bad = || {
+        Error::Msg(format!(
+            "vision_config.{key}: expected a number or [h, w], got {v}"
+        ))
+    };
+    let n = match v {
+        serde_json::Value::Array(a) => {
+            let hw: Vec<u64> = a.iter().filter_map(serde_json::Value::as_u64).collect();
+            match hw.as_slice() {
+                [h, w] if h == w => *h,
+                [h, w] => {
+                    return Err(Error::Msg(format!(
+                        "vision_config.{key} [{h}, {w}] is not square; only square sizes are supported"
+                    )));
+                }
+                _ => return Err(bad()),
+            }
+        }
+        other => other.as_u64().ok_or_else(bad)?,
+    };
+    usize::try_from(n).map_err(|_| bad())
+}
+
+/// transformers' `InternVLConfig` layout → this config.
+fn hf_layout(v: &serde_json::Value) -> Result<InternVlConfig> {
+    let vc = v
+        .get("vision_config")
+        .ok_or_else(|| Error::Msg("InternVL config.json: no `vision_config`".into()))?;
+    let int = |o: &serde_json::Value, key: &str| -> Result<usize> {
+        o.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                Error::Msg(format!(
+                    "InternVL config.json: `{key}` missing or not a count"
+                ))
+            })
+    };
+    let flag = |key: &str, default: bool| {
+        vc.get(key)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(default)
+    };
+    let num = |key: &str, default: f64| {
+        vc.get(key)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(default)
+    };
+    let norm_type = match vc.get("norm_type").and_then(serde_json::Value::as_str) {
+        None | Some("layer_norm") => NormType::LayerNorm,
+        Some("rms_norm") => NormType::RmsNorm,
+        Some(other) => {
+            return Err(Error::Msg(format!(
+                "vision_config.norm_type `{other}` is not supported (layer_norm | rms_norm)"
+            )));
+        }
+    };
+    let strategy = v
+        .get("vision_feature_select_strategy")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("default");
+    if strategy != "default" {
+        return Err(Error::Msg(format!(
+            "vision_feature_select_strategy `{strategy}` is not supported (only `default`: the \
+             CLS token is dropped, as upstream does)"
+        )));
+    }
+    let select_layer = match v.get("vision_feature_layer") {
+        None => -1,
+        Some(l) => l.as_i64().ok_or_else(|| {
+            Error::Msg(format!(
+                "vision_feature_layer {l}: only one layer is supported, as upstream's select_layer"
+            ))
+        })?,
+    };
+    let text = v
+        .get("text_config")
+        .ok_or_else(|| Error::Msg("InternVL config.json: no `text_config`".into()))?;
+    Ok(InternVlConfig {
+        vision_config: InternVisionConfig {
+            num_channels: vc
+                .get("num_channels")
+                .map_or(Ok(3), |_| int(vc, "num_channels"))?,
+            patch_size: square(
+                vc.get("patch_size").unwrap_or(&serde_json::json!(14)),
+                "patch_size",
+            )?,
+            image_size: square(
+                vc.get("image_size").unwrap_or(&serde_json::json!(448)),
+                "image_size",
+            )?,
+            hidden_size: int(vc, "hidden_size")?,
+            num_attention_heads: int(vc, "num_attention_heads")?,
+            intermediate_size: int(vc, "intermediate_size")?,
+            num_hidden_layers: int(vc, "num_hidden_layers")?,
+            qkv_bias: flag("attention_bias", false),
+            qk_normalization: flag("use_qk_norm", false),
+            norm_type,
+            layer_norm_eps: num("layer_norm_eps", 1e-6),
+            hidden_act: vc
+                .get("hidden_act")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("gelu")
+                .to_owned(),
+            initializer_factor: num("layer_scale_init_value", 0.1),
+        },
+        llm_config: LlmWidth {
+            hidden_size: int(text, "hidden_size")?,
+        },
+        downsample_ratio: v
+            .get("downsample_ratio")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.5),
+        select_layer,
+        ps_version: default_ps_version(),
+    })
+}
+
 fn default_downsample() -> f64 {
     0.5
 }
@@ -240,6 +360,32 @@ impl InternVlConfig {
                 "unknown semantic-encoder preset `{other}` (use tiny, small or internvl3_5_2b)"
             ))),
         }
+    }
+
+    /// Reads a `config.json` in either layout: upstream OpenGVLab (`llm_config`,
+    /// `select_layer`, scalar `image_size`) or transformers' `InternVLConfig` (the `…-hf`
+    /// checkpoints: `text_config`, `vision_feature_layer`, `image_size` / `patch_size` as
+    /// `[h, w]` lists, `attention_bias`, `use_qk_norm`). Fields the models do not use are
+    /// ignored; a non-square image or patch size, or a feature strategy other than `default`
+    /// (drop the CLS token), is an error.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Msg(format!("InternVL config.json: {e}")))?;
+        let cfg = if v.get("text_config").is_some() && v.get("llm_config").is_none() {
+            hf_layout(&v)?
+        } else {
+            serde_json::from_value(v)
+                .map_err(|e| Error::Msg(format!("InternVL config.json (upstream layout): {e}")))?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`Self::from_json_str`] of a file.
+    pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Msg(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_json_str(&text).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
     }
 
     /// Pixel-shuffle factor `1 / downsample_ratio` (2 for 0.5).

@@ -3,7 +3,8 @@
 //! ```yaml
 //! preset: tiny          # tiny | small | internvl3_5_2b (vipa_models::vision::InternVlConfig)
 //! weights: null         # a safetensors file or a list (e.g. the InternVL3.5-2B shards, keys
-//!                       # `vision_model.*`, `mlp1.*`); null = seeded random init (see below)
+//!                       # `vision_model.*`, `mlp1.*`, or the `-HF` ones in transformers'
+//!                       # naming); null = seeded random init (see below)
 //! seed: 0               # the random init's seed (only without `weights`)
 //! device: auto          # auto | cpu | cuda (vipa_models::device: auto = GPU 0 in a
 //!                       # `--features cuda` build when one answers, else the CPU)

@@ -27,7 +27,7 @@ use eyre::{WrapErr, bail, eyre};
 use vipa_models::checkpoint::Checkpoint;
 use vipa_models::llm::text::TextCodec;
 use vipa_models::llm::{Arch, GgufCheckpoint, LlmConfig, load_tokenizer, tokenizer_from_gguf};
-use vipa_models::stage::{Stage, StagePolicy};
+use vipa_models::stage::{ParamGroup, Stage, StagePolicy};
 use vipa_models::vipa::VipaVisionConfig;
 use vipa_models::vipa_lm::{VipaLm, VipaLmWeights};
 use vipa_models::vision::spatial::SpatialTokens;
@@ -128,14 +128,38 @@ pub fn build(
     };
     let frozen = src.frozen.map(Arc::new);
     let codec = src.codec;
-    // The trainable init, as one layered checkpoint.
+    // The trainable init, as one layered checkpoint, and the trainable groups that must come
+    // from it whole (a random start is only ever the choice of a module that has no weights).
     let mut init: Option<Checkpoint> = None;
-    let trains_llm = policy.is_trainable(vipa_models::stage::ParamGroup::Llm);
-    if trains_llm && let Some(t) = &src.tensors {
+    let mut required: Vec<ParamGroup> = Vec::new();
+    let trains = |g: ParamGroup| policy.is_trainable(g);
+    if trains(ParamGroup::Llm)
+        && let Some(t) = &src.tensors
+    {
         // The pretrained LLM is the starting point of its own fine-tuning (the same tensors:
         // cloning the map shares their storage).
         init = Some(Checkpoint::from_tensors("the pretrained LLM", t.clone()));
+        required.push(ParamGroup::Llm);
     }
+    if cfg.init_from.is_some() {
+        // Stage 2 starts from what stage 1 trained: fusion always, the projector where the
+        // preset trains it.
+        required.extend(
+            [ParamGroup::Fusion, ParamGroup::Projector]
+                .into_iter()
+                .filter(|&g| trains(g) && model_cfg_has(g, &model_cfg)),
+        );
+    }
+    if trainable_init.is_some() {
+        // Resuming or evaluating: every trainable tensor is in the checkpoint.
+        required.extend(
+            ParamGroup::ALL
+                .into_iter()
+                .filter(|&g| trains(g) && g != ParamGroup::MotionEmbeddings),
+        );
+    }
+    required.sort_by_key(|g| g.prefix());
+    required.dedup();
     if let Some(from) = &cfg.init_from {
         let mut loaded = load_init_from(from, dev)?;
         grow_vocab(&mut loaded.1, &model_cfg.llm, cfg.seed)?;
@@ -157,9 +181,20 @@ pub fn build(
         frozen,
         trainable_init: init.map(Arc::new),
         seed: cfg.seed,
+        required,
     };
     let model = VipaLm::new(&model_cfg, &policy, &weights, &varmap, dev)
         .map_err(|e| eyre!("building the `{}` model: {e}", cfg.preset))?;
+    for (group, n) in model.fresh_init() {
+        tracing::info!(group = %group, tensors = n, seed = cfg.seed, "seeded random init");
+    }
+    if weights.frozen.is_none() {
+        tracing::info!(
+            preset = %cfg.preset,
+            seed = cfg.seed,
+            "frozen parts: seeded random init (the preset has no pretrained weights)"
+        );
+    }
     if codec.min_vocab() > model_cfg.llm.vocab_size {
         bail!(
             "the tokenizer has {} tokens but the LLM only {}; they do not belong together",
@@ -173,6 +208,14 @@ pub fn build(
         codec,
         policy,
     })
+}
+
+/// Whether the model has a group at all (fusion only with a fusion layer configured).
+fn model_cfg_has(group: ParamGroup, cfg: &VipaConfig) -> bool {
+    match group {
+        ParamGroup::Fusion => cfg.vision.fusion.is_some(),
+        _ => true,
+    }
 }
 
 /// A stage-1 checkpoint whose LLM trained (`tiny`) has the vocabulary without motion tokens;
