@@ -20,6 +20,7 @@ APT_PACKAGES := libopencv-dev clang libclang-dev pkg-config libopenblas-dev
 DORA_VERSION := 1.1.0
 
 DATA := data
+VIPA_RUN := target/debug/vipa-run
 SYNTH := $(DATA)/synth
 # 240 clips: Hand3D-test (a fifth of the clips, by hash) is 56 clips and 564 answers, enough
 # for intervals that separate models (24 clips gave a 2-clip test split).
@@ -84,14 +85,17 @@ weights: setup
 # preset on CPU (out/pretrain: checkpoints, metrics.csv, loss.png) → Hand3D-test evaluation.
 # Every step resumes: annotation skips finished clips, training continues from its last
 # checkpoint (a finished run is not repeated; `rm -rf out/pretrain` to train again).
+# Each graph runs under vipa-run: dora's log goes to out/logs/, the terminal shows one live line
+# per phase (the trainer's progress file), and a failure prints the log's last lines.
 pretrain: data weights
+	@cargo build -q --workspace --bins
 	@echo "==> annotate: depth + hands -> calibrated 3D -> Hand3D Q&A and motion tokens"
-	dora run dataflows/annotate.yml --stop-after 900s
+	@$(VIPA_RUN) --title annotate --log out/logs/annotate.log -- dora run dataflows/annotate.yml --stop-after 900s
 	@echo "==> stage 1: 3D-visual alignment (small preset, CPU)"
-	dora run dataflows/pretrain.yml --stop-after 3600s
+	@$(VIPA_RUN) --title "stage 1" --log out/logs/pretrain.log --progress out/pretrain/progress.json -- dora run dataflows/pretrain.yml --stop-after 3600s
 	@echo "==> evaluation on Hand3D-test (held-out clips)"
-	dora run dataflows/eval.yml --stop-after 1800s
-	@cargo run -q -p vipa-e2e --bin vipa-ablation -- report out/pretrain/eval.json --png out/pretrain/table.png
+	@$(VIPA_RUN) --title eval --log out/logs/eval.log --progress out/pretrain/progress.json -- dora run dataflows/eval.yml --stop-after 1800s
+	@target/debug/vipa-ablation report out/pretrain/eval.json --png out/pretrain/table.png
 
 # Untrained vs stage 1 without the 3D encoder vs stage 1 with it, on the same clips; one table.
 ablation: data weights

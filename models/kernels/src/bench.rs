@@ -63,6 +63,72 @@ impl ProcessEnv {
     }
 }
 
+/// The command line of a benchmark binary: `--flag value` pairs and bare switches, checked
+/// against the ones the binary knows, so that `--help` prints the usage (instead of running
+/// the benchmark) and a typo is an error instead of a silently ignored setting.
+#[derive(Debug)]
+pub enum Cli {
+    /// `-h` / `--help`: print this usage and exit 0.
+    Help(String),
+    /// The flags, checked.
+    Run(Flags),
+}
+
+/// Checked flags: `(name, value)`, a switch with an empty value.
+#[derive(Debug, Default)]
+pub struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    /// The value of `--name`, parsed, or `default` when absent.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => v
+                .parse()
+                .map_err(|_| format!("{name}: `{v}` is not a valid value")),
+            None => Ok(default),
+        }
+    }
+
+    /// The raw value of `--name`, if given.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the switch `--name` is given.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// Parses `args` (without the program name). `options` take a value, `switches` do not;
+/// anything else is an error that points at `--help`.
+pub fn parse_cli(
+    args: &[String],
+    usage: &str,
+    options: &[&str],
+    switches: &[&str],
+) -> Result<Cli, String> {
+    let mut flags = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.as_str();
+        if a == "-h" || a == "--help" {
+            return Ok(Cli::Help(usage.to_string()));
+        } else if options.contains(&a) {
+            let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+            flags.push((a.to_string(), v.clone()));
+        } else if switches.contains(&a) {
+            flags.push((a.to_string(), String::new()));
+        } else {
+            return Err(format!("unknown argument `{a}`; see --help"));
+        }
+    }
+    Ok(Cli::Run(Flags(flags)))
+}
+
 /// The 1-, 5- and 15-minute load averages (`n/a` where the OS does not say).
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -167,6 +233,34 @@ pub fn summarize(rows: &[CaseResult]) -> Vec<CaseResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_is_help_and_typos_are_errors() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let opts = ["--steps", "--device"];
+        assert!(matches!(
+            parse_cli(&a(&["--steps", "2", "--help"]), "usage", &opts, &[]),
+            Ok(Cli::Help(u)) if u == "usage"
+        ));
+        let Ok(Cli::Run(f)) =
+            parse_cli(&a(&["--steps", "2", "--parity"]), "u", &opts, &["--parity"])
+        else {
+            panic!("parses");
+        };
+        assert_eq!(f.get("--steps", 3usize), Ok(2));
+        assert_eq!(f.get("--rounds", 5usize), Ok(5));
+        assert!(f.has("--parity"));
+        assert_eq!(f.value("--device"), None);
+        assert!(f.get::<usize>("--steps", 0).is_ok());
+        let e = parse_cli(&a(&["--step", "2"]), "u", &opts, &[]).unwrap_err();
+        assert!(e.contains("`--step`"), "{e}");
+        let e = parse_cli(&a(&["--steps"]), "u", &opts, &[]).unwrap_err();
+        assert!(e.contains("needs a value"), "{e}");
+        let Ok(Cli::Run(f)) = parse_cli(&a(&["--steps", "x"]), "u", &opts, &[]) else {
+            panic!("parses");
+        };
+        assert!(f.get::<usize>("--steps", 1).is_err());
+    }
 
     #[test]
     fn results_are_parsed_and_summarised_per_case() {

@@ -313,17 +313,6 @@ fn run_case(case: &str, steps: usize, device: &str, parity: bool) -> Result<()> 
     Ok(())
 }
 
-fn flag(args: &[String], name: &str, default: usize) -> Result<usize> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| err(format!("{name} needs a value")))?
-            .parse()
-            .map_err(|_| err(format!("{name} must be a positive integer"))),
-        None => Ok(default),
-    }
-}
-
 fn orchestrate(steps: usize, rounds: usize, device: &str) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| err(format!("own executable: {e}")))?;
     // The repository root: the working directory when the twin is there (a binary copied to
@@ -485,20 +474,43 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+const USAGE: &str =
+    "model-bench: one training step of the `small` VIPA preset, candle against its \
+PyTorch twin (benches/models/small_step.py), each case in its own process; prints one table.
+
+Usage: model-bench [--steps 3] [--rounds 2] [--device cpu|cuda]
+       model-bench --case NAME [--steps 3] [--device cpu|cuda] [--parity]
+
+  --steps N     timed steps per case (default 3)
+  --rounds N    interleaved rounds of all cases (default 2)
+  --device D    cpu (default) or cuda (a build with --features cuda)
+  --case NAME   run one case in this process (candle_stage1, candle_stage2, ...)
+  --parity      with --case: first print the loss and gradient norm of one dropout-free step
+
+VIPA_TORCH_PYTHON overrides the PyTorch interpreter (default .venv-torch/bin/python).
+";
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let steps = flag(&args, "--steps", 3)?.max(1);
-    let rounds = flag(&args, "--rounds", 2)?;
-    let device = match args.iter().position(|a| a == "--device") {
-        Some(i) => args
-            .get(i + 1)
-            .ok_or_else(|| err("--device needs cpu or cuda"))?
-            .as_str(),
-        None => "cpu",
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match vipa_kernels::bench::parse_cli(
+        &args,
+        USAGE,
+        &["--steps", "--rounds", "--device", "--case"],
+        &["--parity"],
+    )
+    .map_err(err)?
+    {
+        vipa_kernels::bench::Cli::Help(usage) => {
+            print!("{usage}");
+            return Ok(());
+        }
+        vipa_kernels::bench::Cli::Run(f) => f,
     };
-    if let Some(i) = args.iter().position(|a| a == "--case") {
-        let case = args.get(i + 1).ok_or_else(|| err("--case needs a name"))?;
-        return run_case(case, steps, device, args.iter().any(|a| a == "--parity"));
+    let steps = flags.get("--steps", 3usize).map_err(err)?.max(1);
+    let rounds = flags.get("--rounds", 2usize).map_err(err)?;
+    let device = flags.value("--device").unwrap_or("cpu");
+    if let Some(case) = flags.value("--case") {
+        return run_case(case, steps, device, flags.has("--parity"));
     }
     orchestrate(steps, rounds, device)
 }

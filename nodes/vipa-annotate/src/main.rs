@@ -1,12 +1,15 @@
-//! dora node binary: see the `vipa_annotate` library docs.
+//! dora node binary: see the `vipa_annotate` library docs (`--help` lists its settings).
 
-use dora_node_api::DoraNode;
-use eyre::WrapErr;
+use std::process::ExitCode;
+
 use vipa_annotate::AnnotateConfig;
+use vipa_node_kit::NodeInfo;
 
-fn main() -> eyre::Result<()> {
-    vipa_node_kit::init_tracing("vipa-annotate");
-    let cfg: AnnotateConfig = vipa_node_kit::load_config().wrap_err("vipa-annotate config")?;
-    let (node, events) = DoraNode::init_from_env().wrap_err("cannot connect to dora")?;
-    vipa_annotate::node::run(node, events, cfg)
+fn main() -> ExitCode {
+    let info = NodeInfo {
+        name: env!("CARGO_PKG_NAME"),
+        about: env!("CARGO_PKG_DESCRIPTION"),
+        config_source: include_str!("config.rs"),
+    };
+    vipa_node_kit::run_node::<AnnotateConfig>(info, vipa_annotate::node::run)
 }

@@ -1,12 +1,15 @@
-//! dora node binary: see the `vipa_encoder_2d` library docs.
+//! dora node binary: see the `vipa_encoder_2d` library docs (`--help` lists its settings).
 
-use dora_node_api::DoraNode;
-use eyre::WrapErr;
+use std::process::ExitCode;
+
 use vipa_encoder_2d::Encoder2dConfig;
+use vipa_node_kit::NodeInfo;
 
-fn main() -> eyre::Result<()> {
-    vipa_node_kit::init_tracing("vipa-encoder-2d");
-    let cfg: Encoder2dConfig = vipa_node_kit::load_config().wrap_err("vipa-encoder-2d config")?;
-    let (node, events) = DoraNode::init_from_env().wrap_err("cannot connect to dora")?;
-    vipa_encoder_2d::node::run(node, events, cfg)
+fn main() -> ExitCode {
+    let info = NodeInfo {
+        name: env!("CARGO_PKG_NAME"),
+        about: env!("CARGO_PKG_DESCRIPTION"),
+        config_source: include_str!("config.rs"),
+    };
+    vipa_node_kit::run_node::<Encoder2dConfig>(info, vipa_encoder_2d::node::run)
 }

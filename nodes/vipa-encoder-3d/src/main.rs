@@ -1,12 +1,15 @@
-//! dora node binary: see the `vipa_encoder_3d` library docs.
+//! dora node binary: see the `vipa_encoder_3d` library docs (`--help` lists its settings).
 
-use dora_node_api::DoraNode;
-use eyre::WrapErr;
+use std::process::ExitCode;
+
 use vipa_encoder_3d::Encoder3dConfig;
+use vipa_node_kit::NodeInfo;
 
-fn main() -> eyre::Result<()> {
-    vipa_node_kit::init_tracing("vipa-encoder-3d");
-    let cfg: Encoder3dConfig = vipa_node_kit::load_config().wrap_err("vipa-encoder-3d config")?;
-    let (node, events) = DoraNode::init_from_env().wrap_err("cannot connect to dora")?;
-    vipa_encoder_3d::node::run(node, events, cfg)
+fn main() -> ExitCode {
+    let info = NodeInfo {
+        name: env!("CARGO_PKG_NAME"),
+        about: env!("CARGO_PKG_DESCRIPTION"),
+        config_source: include_str!("config.rs"),
+    };
+    vipa_node_kit::run_node::<Encoder3dConfig>(info, vipa_encoder_3d::node::run)
 }

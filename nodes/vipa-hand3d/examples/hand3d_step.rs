@@ -181,7 +181,21 @@ fn step(frames: &[Frame], k: &Intrinsics, cfg: &Config) -> Result<Out, Box<dyn s
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let repeats: usize = std::env::args().nth(1).map_or(Ok(5), |a| a.parse())?;
+    let arg = std::env::args().nth(1);
+    if matches!(arg.as_deref(), Some("-h" | "--help")) {
+        println!(
+            "hand3d_step: times the annotation step (calibration, Q&A, motion tokens) of one \
+             100-frame clip, against benches/hand3d_step.py\n\nUsage: hand3d_step [REPEATS] \
+             (default 5)"
+        );
+        return Ok(());
+    }
+    let repeats: usize = match arg {
+        None => 5,
+        Some(a) => a
+            .parse()
+            .map_err(|_| format!("REPEATS must be a positive integer, not `{a}`; see --help"))?,
+    };
     // 60° horizontal FOV, written out so that both twins start from the same f32 bits.
     let k = Intrinsics {
         fx: 277.128_13,

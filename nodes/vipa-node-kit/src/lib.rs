@@ -1,18 +1,24 @@
 //! `vipa-node-kit`: what every vipa dora node shares.
 //!
+//! - [`cli`]: [`run_node`], a node's whole `main`: `--help` (its YAML settings) and failures
+//!   printed as their error chain (no backtrace unless `VIPA_BACKTRACE=1`); [`exit_code`] for
+//!   tools.
 //! - [`cache`]: [`FeatureCache`], the on-disk cache of a frozen encoder's outputs.
 //! - [`config`]: YAML node configuration from `VIPA_CONFIG` (a path or inline YAML), with
 //!   unknown-key detection and a semantic `validate` step.
 //! - [`meta`]: lossless `vipa_msgs::Metadata` ↔ dora `MetadataParameters` conversion.
 //! - [`io`]: the [`Outputs`] trait (dora or in-memory recording) and decoding of inputs, so
 //!   per-message node logic is a plain struct testable without dora.
+//! - [`progress`]: [`ProgressFile`], a long-running node's progress as JSON for `vipa-run`
+//!   to draw (a node's own stderr never reaches a terminal under dora).
 //! - [`seq`]: [`SeqTracker`], per-input sequence-gap counting.
 //! - [`runtime`]: tracing setup, timed receive, and [`linger`], the wait after the last send.
 //!
 //! # The shape of a vipa node
 //! ```text
-//! main():  init_tracing(id); cfg = load_config()?; (node, events) = DoraNode::init_from_env()?;
-//!          run(node, events, cfg)
+//! main():  run_node::<Config>(NodeInfo { .. }, run)   (--help; errors print without backtrace)
+//!          = init_tracing(id); cfg = load_config()?; (node, events) = DoraNode::init_from_env()?;
+//!            run(node, events, cfg)
 //! run():   logic = Logic::new(cfg);
 //!          while let Some(event) = events.recv() {
 //!              Input      → logic.on_input(InputMsg, &mut DoraOutputs)   (SeqTracker inside)
@@ -23,17 +29,21 @@
 //! ```
 
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod io;
 pub mod meta;
+pub mod progress;
 pub mod runtime;
 pub mod seq;
 
 pub use cache::{CachedFeatures, FeatureCache, content_key, file_identity};
+pub use cli::{NodeInfo, exit_code, node_main, run_node};
 pub use config::{
     CONFIG_ENV, ConfigError, NodeConfig, Paths, from_path, from_yaml_str, load_config,
 };
 pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
+pub use progress::{Progress, ProgressFile};
 pub use runtime::{Flow, LingerEnd, Recv, init_tracing, linger, recv_until, run_inputs};
 pub use seq::{SeqEvent, SeqStats, SeqTracker};
 

@@ -35,7 +35,7 @@
 //! resume: true            # continue from out_dir/checkpoints/latest when it exists
 //! credits: 4              # samples requested ahead of training (pull protocol)
 //! resend_ms: 20000        # resend the last request after this long without data
-//! progress: true          # indicatif bar on stderr
+//! progress: true          # write out_dir/progress.json each step / answer (`vipa-run` draws it)
 //! eval:                   # mode: eval only
 //!   checkpoint: latest    # latest (out_dir/checkpoints) | none (untrained) | a checkpoint folder
 //!   max_new_tokens: 32

@@ -13,6 +13,7 @@ use serde::Serialize;
 use vipa_hand3d::{AnswerTruth, Metrics, Unit, evaluate, parse_answer};
 use vipa_models::llm::GenerationConfig;
 use vipa_msgs::QaSample;
+use vipa_node_kit::{Progress, ProgressFile};
 
 use crate::Checkpoints;
 use crate::config::TrainConfig;
@@ -82,6 +83,8 @@ pub struct Evaluator {
     examples: Vec<EvalExample>,
     without_truth: usize,
     started: Instant,
+    /// `<out_dir>/progress.json` (for `vipa-run`), when `progress` is on.
+    progress: Option<ProgressFile>,
 }
 
 impl Evaluator {
@@ -135,6 +138,9 @@ impl Evaluator {
             examples: Vec::new(),
             without_truth: 0,
             started: Instant::now(),
+            progress: cfg
+                .progress
+                .then(|| ProgressFile::new(cfg.out_dir.join("progress.json"))),
         })
     }
 
@@ -201,6 +207,7 @@ impl Evaluator {
                 tracing::debug!(question = %s.question_id, "no numeric truth: not scored");
             }
         }
+        self.report(false);
         if self.scored().is_multiple_of(10) {
             let so_far = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
             tracing::info!(
@@ -213,8 +220,39 @@ impl Evaluator {
         Ok(())
     }
 
+    /// Writes the progress file (a failure to write it is logged, never fatal).
+    fn report(&mut self, finished: bool) {
+        let Some(file) = self.progress.as_mut() else {
+            return;
+        };
+        let n = self.scored.len().max(1) as f64;
+        let parsed = self
+            .scored
+            .iter()
+            .filter(|a| parse_answer(&a.generated).is_some())
+            .count() as f64;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let p = Progress {
+            phase: "eval".into(),
+            done: (self.scored.len() + self.without_truth) as u64,
+            total: self.cfg.eval.max_samples,
+            unit: "answers".into(),
+            message: format!(
+                "{:.0} % parsed | {:.2} answers/s",
+                100.0 * parsed / n,
+                (self.scored.len() + self.without_truth) as f64 / elapsed.max(1e-9)
+            ),
+            elapsed_s: elapsed,
+            finished,
+        };
+        if let Err(e) = file.update(&p) {
+            tracing::warn!("progress file {}: {e}", file.path().display());
+        }
+    }
+
     /// Writes `eval.json` (and returns the report).
-    pub fn finish(self) -> eyre::Result<EvalReport> {
+    pub fn finish(mut self) -> eyre::Result<EvalReport> {
+        self.report(true);
         let overall = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
         let mut tasks: BTreeMap<String, Vec<(&AnswerTruth, &str)>> = BTreeMap::new();
         for a in &self.scored {

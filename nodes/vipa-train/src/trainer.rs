@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 use eyre::{WrapErr, bail, eyre};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 pub use vipa_kernels::peak_rss_mib;
+use vipa_node_kit::{Progress, ProgressFile};
 
 use crate::config::TrainConfig;
 use crate::join::Joined;
@@ -80,7 +80,8 @@ pub struct Trainer {
     trained_here: u64,
     losses: Vec<(u64, f32)>,
     last_checkpoint: Option<PathBuf>,
-    bar: ProgressBar,
+    /// `<out_dir>/progress.json` (for `vipa-run`), when `progress` is on.
+    progress: Option<ProgressFile>,
 }
 
 impl Trainer {
@@ -177,20 +178,9 @@ impl Trainer {
             total_steps: cfg.max_steps,
             min_lr_ratio: cfg.min_lr_ratio,
         };
-        let bar = if cfg.progress {
-            ProgressBar::with_draw_target(Some(cfg.max_steps), ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} stage {prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, eta {eta})",
-            )
-            .map_err(|e| eyre!("{e}"))?
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(cfg.stage.to_string());
-        bar.set_position(step);
+        let progress = cfg
+            .progress
+            .then(|| ProgressFile::new(cfg.out_dir.join("progress.json")));
         let n_params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
         tracing::info!(
             preset = %cfg.preset,
@@ -219,7 +209,7 @@ impl Trainer {
             trained_here: 0,
             losses,
             last_checkpoint: None,
-            bar,
+            progress,
         })
     }
 
@@ -330,11 +320,10 @@ impl Trainer {
             .append(&row)
             .wrap_err_with(|| format!("writing {}", self.metrics.path().display()))?;
         self.losses.push((self.step, loss));
-        self.bar.set_position(self.step);
-        self.bar.set_message(format!(
-            "loss {loss:.4} | {:.2} samples/s",
-            row.samples_per_s
-        ));
+        self.report(
+            format!("loss {loss:.4} | {:.2} samples/s", row.samples_per_s),
+            self.done(),
+        );
         if self.step == 1 || self.step.is_multiple_of(10) || self.done() {
             tracing::info!(
                 step = self.step,
@@ -380,6 +369,25 @@ impl Trainer {
         Ok(())
     }
 
+    /// Writes the progress file (a failure to write it is logged, never fatal).
+    fn report(&mut self, message: String, finished: bool) {
+        let Some(file) = self.progress.as_mut() else {
+            return;
+        };
+        let p = Progress {
+            phase: format!("stage {}", self.cfg.stage),
+            done: self.step,
+            total: Some(self.cfg.max_steps),
+            unit: "steps".into(),
+            message,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            finished,
+        };
+        if let Err(e) = file.update(&p) {
+            tracing::warn!("progress file {}: {e}", file.path().display());
+        }
+    }
+
     fn plot(&self) -> Option<PathBuf> {
         let path = self.cfg.out_dir.join("loss.png");
         let title = format!("VIPA stage {} ({} preset)", self.cfg.stage, self.cfg.preset);
@@ -409,7 +417,8 @@ impl Trainer {
             let loss = self.losses.last().map(|l| l.1).unwrap_or(f32::NAN);
             self.save(loss)?;
         }
-        self.bar.finish_and_clear();
+        let last = self.losses.last().map(|l| l.1).unwrap_or(f32::NAN);
+        self.report(format!("loss {last:.4}"), true);
         let elapsed = self.started.elapsed().as_secs_f64();
         let k = self.losses.len().min(5);
         let mean = |s: &[(u64, f32)]| -> Option<f32> {

@@ -11,18 +11,26 @@
 //! - writes a JSON summary to `summary_path` and exits once every input has ended (or after
 //!   `timeout_ms`).
 //!
-//! Config (`VIPA_CONFIG`): `{summary_path, credits: 2, resend_ms: 5000, timeout_ms: 300000}`.
+//! Config (`VIPA_CONFIG`):
+//!
+//! ```yaml
+//! summary_path: ../out/features/summary.json
+//! credits: 2          # samples asked for at a time
+//! resend_ms: 5000     # resend the last request after this long without progress
+//! timeout_ms: 300000  # give up (and report it) after this long
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use dora_node_api::{DoraNode, Event};
+use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
 use serde::{Deserialize, Serialize};
 use vipa_msgs::meta::keys;
 use vipa_msgs::{MetaValue, Metadata, Payload, QaBatch, Request, StreamEnd, TensorMsg, kind_of};
-use vipa_node_kit::{DoraOutputs, InputMsg, Outputs, Recv, SeqTracker, recv_until};
+use vipa_node_kit::{DoraOutputs, InputMsg, NodeInfo, Outputs, Recv, SeqTracker, recv_until};
 
 const INPUTS: [&str; 3] = ["sample", "tokens_2d", "tokens_3d"];
 
@@ -260,10 +268,17 @@ impl Check {
     }
 }
 
-fn main() -> eyre::Result<()> {
-    vipa_node_kit::init_tracing("feature-check");
-    let cfg: Config = vipa_node_kit::load_config().wrap_err("feature-check config")?;
-    let (mut node, mut events) = DoraNode::init_from_env().wrap_err("cannot connect to dora")?;
+fn main() -> ExitCode {
+    let info = NodeInfo {
+        name: "feature-check",
+        about: "test-only requester and checker of the pretraining feature graph: plays the \
+                trainer's side of the pull protocol and checks every sample and token stream",
+        config_source: include_str!("feature-check.rs"),
+    };
+    vipa_node_kit::run_node::<Config>(info, run_check)
+}
+
+fn run_check(mut node: DoraNode, mut events: EventStream, cfg: Config) -> eyre::Result<()> {
     let start = Instant::now();
     let mut check = Check {
         joined: BTreeMap::new(),

@@ -171,7 +171,12 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> eyre::Result<(f64, f64, Opt
     ))
 }
 
-fn main() -> eyre::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error chain alone (no backtrace unless VIPA_BACKTRACE=1).
+    vipa_node_kit::exit_code("train-bench", run())
+}
+
+fn run() -> eyre::Result<()> {
     let args = Args::parse();
     let tmp = tempfile::tempdir()?;
     let (ip_rate, ip_step, ip_rss) = in_process(&args, tmp.path())?;

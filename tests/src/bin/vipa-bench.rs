@@ -58,7 +58,12 @@ fn raw_decode(path: &Path) -> eyre::Result<(u64, f64)> {
     Ok((n, n as f64 / secs))
 }
 
-fn main() -> eyre::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error chain alone (no backtrace unless VIPA_BACKTRACE=1).
+    vipa_node_kit::exit_code("vipa-bench", run())
+}
+
+fn run() -> eyre::Result<()> {
     let args = Args::parse();
     build_nodes(&["vipa-video-ingest", "vipa-frame-check"])?;
     let dir = tempfile::tempdir()?;

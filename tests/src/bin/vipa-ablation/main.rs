@@ -493,7 +493,12 @@ fn print_paths(files: &[PathBuf]) {
     }
 }
 
-fn main() -> eyre::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error chain alone (no backtrace unless VIPA_BACKTRACE=1).
+    vipa_node_kit::exit_code("vipa-ablation", run())
+}
+
+fn run() -> eyre::Result<()> {
     let cli = Cli::parse();
     let root = repo_root();
     match cli.cmd {

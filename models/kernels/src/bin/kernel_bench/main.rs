@@ -20,30 +20,47 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use eyre::{Result, WrapErr, bail, eyre};
 
-use vipa_kernels::bench::{ProcessEnv, loadavg, median, run_cases, summarize};
+use vipa_kernels::bench::{Cli, ProcessEnv, loadavg, median, parse_cli, run_cases, summarize};
 use vit::{Config, Ops, Opt, TinyVit, train_step};
 
 const BATCH: usize = 8;
 
+const USAGE: &str =
+    "kernel-bench: a tiny-ViT training step built four ways, matmuls and single ops, \
+against the PyTorch twin (benches/kernels/tiny_vit_step.py), each case in its own process; \
+prints one table (analysis: models/kernels/PERF.md).
+
+Usage: kernel-bench [--steps 10] [--slow-steps 3] [--rounds 3]
+       kernel-bench --case NAME [--steps 10] [--slow-steps 3]
+
+  --steps N       timed steps of the fast cases (default 10)
+  --slow-steps N  timed steps of the slow cases (default 3)
+  --rounds N      interleaved rounds of all cases (default 3)
+  --case NAME     run one case in this process
+
+VIPA_TORCH_PYTHON overrides the PyTorch interpreter (default .venv-torch/bin/python).
+";
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| -> Result<usize> {
-        match args.iter().position(|a| a == name) {
-            Some(i) => args
-                .get(i + 1)
-                .ok_or_else(|| eyre!("{name} needs a value"))?
-                .parse()
-                .wrap_err_with(|| format!("{name} must be a positive integer")),
-            None => Ok(default),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match parse_cli(
+        &args,
+        USAGE,
+        &["--steps", "--slow-steps", "--rounds", "--case"],
+        &[],
+    )
+    .map_err(|e| eyre!(e))?
+    {
+        Cli::Help(usage) => {
+            print!("{usage}");
+            return Ok(());
         }
+        Cli::Run(f) => f,
     };
-    let steps = flag("--steps", 10)?;
-    let slow_steps = flag("--slow-steps", 3)?;
-    let rounds = flag("--rounds", 3)?;
-    if let Some(i) = args.iter().position(|a| a == "--case") {
-        let case = args
-            .get(i + 1)
-            .ok_or_else(|| eyre!("--case needs a name"))?;
+    let steps = flags.get("--steps", 10usize).map_err(|e| eyre!(e))?;
+    let slow_steps = flags.get("--slow-steps", 3usize).map_err(|e| eyre!(e))?;
+    let rounds = flags.get("--rounds", 3usize).map_err(|e| eyre!(e))?;
+    if let Some(case) = flags.value("--case") {
         return run_case(case, steps, slow_steps);
     }
     orchestrate(steps, slow_steps, rounds)
