@@ -35,8 +35,8 @@ use vipa_hand3d::{
     annotate_clip, observe_frame,
 };
 use vipa_msgs::{
-    Ack, ClipEnd, Control, Encoding, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload,
-    PointMap, StreamEnd, StreamHeader, kind_of,
+    Ack, ClipEnd, Control, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, PointMap,
+    StreamEnd, StreamHeader, kind_of,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqStats, SeqTracker};
 use vipa_synth::sidecar::{ClipTruth, read_clip_truth};
@@ -838,20 +838,10 @@ fn observe(clip: &mut ClipState, part: Partial, cfg: &AnnotateConfig) {
     }
     clip.intrinsics.get_or_insert(k);
     clip.kept.entry(idx).or_insert_with(|| Kept {
-        rgb: to_rgb(&image),
+        rgb: image.rgb().into_owned(),
         z: map.as_slice().chunks_exact(3).map(|p| p[2]).collect(),
         k,
     });
-}
-
-/// `u8[h, w, 3]` RGB of a frame in any of the wire encodings.
-fn to_rgb(image: &ImageFrame) -> Vec<u8> {
-    let b = image.bytes();
-    match image.encoding {
-        Encoding::Rgb8 => b.to_vec(),
-        Encoding::Bgr8 => b.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
-        Encoding::Mono8 => b.iter().flat_map(|&g| [g, g, g]).collect(),
-    }
 }
 
 /// The scale applied to each frame's depth in the frame store: the clip scale (per-clip

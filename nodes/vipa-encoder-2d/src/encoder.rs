@@ -6,7 +6,7 @@
 //! `["tokens", "channels"]`). The output header keeps the input's `clip_id`, `frame_idx` and
 //! `timestamp_ns` with the node's own gap-free `seq`; the keys `sample_seq`, `frame_slot` and
 //! `n_frames` are passed through when present (pretraining), absent otherwise (control).
-//! A [`StreamEnd`] on `image` is answered with a `StreamEnd` on `tokens_2d`.
+//! A [`vipa_msgs::StreamEnd`] on `image` is answered with a `StreamEnd` on `tokens_2d`.
 
 use std::sync::Arc;
 
@@ -15,11 +15,10 @@ use vipa_models::checkpoint::Checkpoint;
 use vipa_models::vision::config::InternVlConfig;
 use vipa_models::vision::intern_vit::SemanticEncoder;
 use vipa_models::vision::preprocess::preprocess_rgb;
-use vipa_msgs::{
-    Encoding, ImageFrame, Metadata, MsgError, Payload, StreamEnd, StreamHeader, TensorMsg,
-};
+use vipa_msgs::{ImageFrame, Metadata, MsgError, Payload, StreamHeader, TensorMsg};
 use vipa_node_kit::{
-    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqEvent, SeqTracker, content_key,
+    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqGap, StreamError, StreamLogic,
+    StreamState, Triage, content_key,
 };
 
 use crate::config::{Encoder2dConfig, Features};
@@ -42,13 +41,11 @@ pub enum EncoderError {
         source: candle_core::Error,
     },
     #[error(
-        "input `{input}`: {missing} message(s) lost before seq {seq}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
+        "{0}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
     )]
-    Gap {
-        input: String,
-        seq: u64,
-        missing: u64,
-    },
+    Gap(#[from] SeqGap),
+    #[error(transparent)]
+    Stream(Box<StreamError>),
     #[error("input `{input}`: {source}")]
     Decode {
         input: String,
@@ -67,6 +64,12 @@ pub enum EncoderError {
     },
 }
 
+impl From<StreamError> for EncoderError {
+    fn from(e: StreamError) -> Self {
+        Self::Stream(Box::new(e))
+    }
+}
+
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
     let context = context.into();
     move |source| EncoderError::Model { context, source }
@@ -79,16 +82,14 @@ pub struct Encoder2d {
     device: Device,
     image_size: usize,
     cache: Option<FeatureCache>,
-    out_seq: u64,
-    seq: SeqTracker,
-    ended: bool,
+    stream: StreamState,
 }
 
 impl std::fmt::Debug for Encoder2d {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder2d")
             .field("cfg", &self.cfg)
-            .field("sent", &self.out_seq)
+            .field("sent", &self.stream.sent)
             .finish()
     }
 }
@@ -136,15 +137,13 @@ impl Encoder2d {
             encoder,
             cache,
             device,
-            out_seq: 0,
-            seq: SeqTracker::new(),
-            ended: false,
+            stream: StreamState::default(),
         })
     }
 
     /// Features of one frame: `f32[tokens, channels]`.
     pub fn encode(&self, frame: &ImageFrame) -> Result<Tensor, EncoderError> {
-        let rgb = to_rgb(frame);
+        let rgb = frame.rgb();
         let (h, w) = (frame.height as usize, frame.width as usize);
         let pixels = preprocess_rgb(&rgb, h, w, self.image_size, &self.device)
             .and_then(|t| t.unsqueeze(0))
@@ -175,24 +174,6 @@ impl Encoder2d {
                 vl.llm_config.hidden_size,
             ],
         })
-    }
-
-    pub fn is_ended(&self) -> bool {
-        self.ended
-    }
-
-    /// Feature messages sent so far.
-    pub fn sent(&self) -> u64 {
-        self.out_seq
-    }
-
-    pub fn seq(&self) -> &SeqTracker {
-        &self.seq
-    }
-
-    /// Feature-cache `(hits, misses)`, when a cache is configured.
-    pub fn cache_stats(&self) -> Option<(u64, u64)> {
-        self.cache.as_ref().map(|c| (c.hits(), c.misses()))
     }
 
     /// Features of one frame as host values `(shape, values)`: from the cache when it holds
@@ -230,58 +211,6 @@ impl Encoder2d {
         Ok((vec![n, d], values))
     }
 
-    /// Handles one input message.
-    pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
-        if msg.id != IN_IMAGE {
-            tracing::warn!(input = %msg.id, "ignoring unexpected input");
-            return Ok(());
-        }
-        let decode = |source| EncoderError::Decode {
-            input: msg.id.clone(),
-            source,
-        };
-        if msg.kind() == Some("stream_end") {
-            let end = StreamEnd::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-            self.check_seq(&msg.id, end.header.seq)?;
-            let fwd = StreamEnd {
-                header: StreamHeader {
-                    seq: self.out_seq,
-                    ..StreamHeader::default()
-                },
-                clips: end.clips,
-                frames: self.out_seq,
-                bad_sources: end.bad_sources,
-            };
-            out.send(OUT_TOKENS, &fwd)?;
-            self.ended = true;
-            tracing::info!(frames = self.out_seq, "end of stream forwarded");
-            return Ok(());
-        }
-        if vipa_msgs::Control::is_control(&msg.meta) {
-            // E.g. a clip end wired into this input: nothing to encode.
-            tracing::debug!(kind = ?msg.kind(), "ignoring control message");
-            return Ok(());
-        }
-        let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-        self.check_seq(&msg.id, frame.header.seq)?;
-        let (shape, values) = self.features(&frame)?;
-        let (array, meta) = self.tensor_msg(&frame.header, shape, values, &msg.meta)?;
-        out.send_raw(OUT_TOKENS, array, meta)?;
-        self.out_seq += 1;
-        Ok(())
-    }
-
-    fn check_seq(&mut self, input: &str, seq: u64) -> Result<(), EncoderError> {
-        if let SeqEvent::Gap { missing } = self.seq.observe(input, seq) {
-            return Err(EncoderError::Gap {
-                input: input.to_owned(),
-                seq,
-                missing,
-            });
-        }
-        Ok(())
-    }
-
     fn tensor_msg(
         &self,
         header: &StreamHeader,
@@ -291,7 +220,7 @@ impl Encoder2d {
     ) -> Result<(arrow::array::ArrayRef, Metadata), EncoderError> {
         let msg = TensorMsg::from_f32(
             StreamHeader {
-                seq: self.out_seq,
+                seq: self.stream.sent,
                 ..header.clone()
             },
             shape,
@@ -312,15 +241,36 @@ impl Encoder2d {
     }
 }
 
-/// The frame as `u8[h, w, 3]` RGB (bgr8 swapped, mono8 replicated).
-fn to_rgb(frame: &ImageFrame) -> std::borrow::Cow<'_, [u8]> {
-    let bytes = frame.bytes();
-    match frame.encoding {
-        Encoding::Rgb8 => std::borrow::Cow::Borrowed(bytes),
-        Encoding::Bgr8 => bytes
-            .chunks_exact(3)
-            .flat_map(|p| [p[2], p[1], p[0]])
-            .collect(),
-        Encoding::Mono8 => bytes.iter().flat_map(|&g| [g, g, g]).collect(),
+impl StreamLogic for Encoder2d {
+    type Error = EncoderError;
+
+    fn stream(&self) -> &StreamState {
+        &self.stream
+    }
+
+    fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(FeatureCache::stats)
+    }
+
+    /// Handles one input message.
+    fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
+        if msg.id != IN_IMAGE {
+            tracing::warn!(input = %msg.id, "ignoring unexpected input");
+            return Ok(());
+        }
+        let decode = |source| EncoderError::Decode {
+            input: msg.id.clone(),
+            source,
+        };
+        if self.stream.triage(msg, OUT_TOKENS, out)? != Triage::Data {
+            return Ok(());
+        }
+        let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
+        self.stream.seq.observe_gapless(&msg.id, frame.header.seq)?;
+        let (shape, values) = self.features(&frame)?;
+        let (array, meta) = self.tensor_msg(&frame.header, shape, values, &msg.meta)?;
+        out.send_raw(OUT_TOKENS, array, meta)?;
+        self.stream.sent += 1;
+        Ok(())
     }
 }

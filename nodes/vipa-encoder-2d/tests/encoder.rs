@@ -8,7 +8,7 @@ use vipa_encoder_2d::{Encoder2d, Encoder2dConfig, EncoderError};
 use vipa_msgs::{
     Encoding, ImageFrame, MetaValue, Payload, StreamEnd, StreamHeader, TensorMsg, kind_of,
 };
-use vipa_node_kit::{InputMsg, RecordingOutputs, from_yaml_str};
+use vipa_node_kit::{InputMsg, RecordingOutputs, StreamLogic, from_yaml_str};
 
 fn frame(seq: u64, encoding: Encoding, w: u32, h: u32) -> ImageFrame {
     let c = encoding.channels() as u32;
@@ -203,7 +203,13 @@ fn stream_end_is_forwarded_and_gaps_are_errors() {
     let err = e
         .on_input(&input(&frame(2, Encoding::Rgb8, 8, 8), None), &mut out)
         .unwrap_err();
-    assert!(matches!(err, EncoderError::Gap { missing: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            EncoderError::Gap(vipa_node_kit::SeqGap { missing: 1, .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -31,11 +31,11 @@ use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
 use vipa_models::vision::spatial::PointMapVit;
 use vipa_msgs::{
-    Encoding, ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamEnd,
-    StreamHeader, TensorMsg,
+    ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamHeader, TensorMsg,
 };
 use vipa_node_kit::{
-    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqEvent, SeqTracker, content_key,
+    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqGap, StreamError, StreamLogic,
+    StreamState, Triage, content_key,
 };
 
 use crate::config::{Backend, Encoder3dConfig};
@@ -67,13 +67,11 @@ pub enum EncoderError {
         source: candle_core::Error,
     },
     #[error(
-        "input `{input}`: {missing} message(s) lost before seq {seq}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
+        "{0}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
     )]
-    Gap {
-        input: String,
-        seq: u64,
-        missing: u64,
-    },
+    Gap(#[from] SeqGap),
+    #[error(transparent)]
+    Stream(Box<StreamError>),
     #[error("input `{input}`: {source}")]
     Decode {
         input: String,
@@ -90,6 +88,12 @@ pub enum EncoderError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<StreamError> for EncoderError {
+    fn from(e: StreamError) -> Self {
+        Self::Stream(Box::new(e))
+    }
 }
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
@@ -157,16 +161,6 @@ fn load_cut3r(cfg: &Encoder3dConfig, device: &Device) -> Result<Cut3rRunner, Enc
     })
 }
 
-/// `u8[h, w, 3]` RGB of a frame in any wire encoding.
-fn to_rgb(image: &ImageFrame) -> Vec<u8> {
-    let b = image.bytes();
-    match image.encoding {
-        Encoding::Rgb8 => b.to_vec(),
-        Encoding::Bgr8 => b.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
-        Encoding::Mono8 => b.iter().flat_map(|&g| [g, g, g]).collect(),
-    }
-}
-
 fn meta_int(meta: &Metadata, key: &str) -> Option<i64> {
     match meta.get(key) {
         Some(MetaValue::Integer(v)) => Some(*v),
@@ -182,16 +176,14 @@ pub struct Encoder3d {
     cut3r: Option<Cut3rRunner>,
     cache: Option<FeatureCache>,
     device: Device,
-    out_seq: u64,
-    seq: SeqTracker,
-    ended: bool,
+    stream: StreamState,
 }
 
 impl std::fmt::Debug for Encoder3d {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder3d")
             .field("cfg", &self.cfg)
-            .field("sent", &self.out_seq)
+            .field("sent", &self.stream.sent)
             .finish()
     }
 }
@@ -249,9 +241,7 @@ impl Encoder3d {
             cut3r,
             cache,
             device,
-            out_seq: 0,
-            seq: SeqTracker::new(),
-            ended: false,
+            stream: StreamState::default(),
         })
     }
 
@@ -304,11 +294,6 @@ impl Encoder3d {
             None => vec![1; self.tokens()],
         };
         Ok((tokens, valid))
-    }
-
-    /// Feature-cache `(hits, misses)`, when a cache is in use.
-    pub fn cache_stats(&self) -> Option<(u64, u64)> {
-        self.cache.as_ref().map(|c| (c.hits(), c.misses()))
     }
 
     /// Tokens of one point map as host values `(shape, values, validity)`: from the cache when
@@ -381,9 +366,9 @@ impl Encoder3d {
         }
         let (w, h) = (image.width as usize, image.height as usize);
         let s = c.size;
-        let rgb = to_rgb(image);
+        let rgb = image.rgb();
         let rgb = if (h, w) == (s, s) {
-            rgb
+            rgb.into_owned()
         } else {
             pil_resize_bicubic(&rgb, (h, w), (s, s))
         };
@@ -405,22 +390,21 @@ impl Encoder3d {
         let tokens = out.tokens.squeeze(0).map_err(model("tokens"))?;
         Ok((tokens, vec![1; n_tokens]))
     }
+}
 
-    pub fn is_ended(&self) -> bool {
-        self.ended
+impl StreamLogic for Encoder3d {
+    type Error = EncoderError;
+
+    fn stream(&self) -> &StreamState {
+        &self.stream
     }
 
-    /// Token messages sent so far.
-    pub fn sent(&self) -> u64 {
-        self.out_seq
-    }
-
-    pub fn seq(&self) -> &SeqTracker {
-        &self.seq
+    fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(FeatureCache::stats)
     }
 
     /// Handles one input message.
-    pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
+    fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
         let data_input = if self.cut3r.is_some() {
             IN_IMAGE
         } else {
@@ -443,31 +427,12 @@ impl Encoder3d {
             input: msg.id.clone(),
             source,
         };
-        if msg.kind() == Some("stream_end") {
-            let end = StreamEnd::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-            self.check_seq(&msg.id, end.header.seq)?;
-            let fwd = StreamEnd {
-                header: StreamHeader {
-                    seq: self.out_seq,
-                    ..StreamHeader::default()
-                },
-                clips: end.clips,
-                frames: self.out_seq,
-                bad_sources: end.bad_sources,
-            };
-            out.send(OUT_TOKENS, &fwd)?;
-            self.ended = true;
-            tracing::info!(frames = self.out_seq, "end of stream forwarded");
-            return Ok(());
-        }
-        if vipa_msgs::Control::is_control(&msg.meta) {
-            // E.g. a clip end wired into this input: nothing to encode.
-            tracing::debug!(kind = ?msg.kind(), "ignoring control message");
+        if self.stream.triage(msg, OUT_TOKENS, out)? != Triage::Data {
             return Ok(());
         }
         let (header, (shape, values, valid)) = if self.cut3r.is_some() {
             let image = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-            self.check_seq(&msg.id, image.header.seq)?;
+            self.stream.seq.observe_gapless(&msg.id, image.header.seq)?;
             let (tokens, valid) = self.encode_image(&image, &msg.meta)?;
             let (n, d) = tokens.dims2().map_err(model("tokens"))?;
             let values = tokens
@@ -477,13 +442,13 @@ impl Encoder3d {
             (image.header, (vec![n, d], values, valid))
         } else {
             let pm = PointMap::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
-            self.check_seq(&msg.id, pm.header.seq)?;
+            self.stream.seq.observe_gapless(&msg.id, pm.header.seq)?;
             let enc = self.features(&pm)?;
             (pm.header, enc)
         };
         let tmsg = TensorMsg::from_f32(
             StreamHeader {
-                seq: self.out_seq,
+                seq: self.stream.sent,
                 ..header
             },
             shape,
@@ -498,18 +463,7 @@ impl Encoder3d {
         meta.insert(TOKEN_VALID.into(), MetaValue::ListInt(valid));
         pass_through(&msg.meta, &mut meta);
         out.send_raw(OUT_TOKENS, array, meta)?;
-        self.out_seq += 1;
-        Ok(())
-    }
-
-    fn check_seq(&mut self, input: &str, seq: u64) -> Result<(), EncoderError> {
-        if let SeqEvent::Gap { missing } = self.seq.observe(input, seq) {
-            return Err(EncoderError::Gap {
-                input: input.to_owned(),
-                seq,
-                missing,
-            });
-        }
+        self.stream.sent += 1;
         Ok(())
     }
 }

@@ -1,11 +1,12 @@
-//! The dora side of the 3D encoder: encode until the stream ends, then stay until dora
-//! stops the node (exiting right after the last send can lose it, see `vipa_node_kit::runtime`).
+//! The dora side of the 3D encoder: [`vipa_node_kit::run_stream`] encodes until the
+//! stream ends, then stays until dora stops the node (exiting right after the last send can
+//! lose it, see `vipa_node_kit::runtime`).
 
 use std::time::Duration;
 
 use dora_node_api::{DoraNode, EventStream};
 use eyre::WrapErr;
-use vipa_node_kit::{DoraOutputs, Flow, linger, run_inputs};
+use vipa_node_kit::run_stream;
 
 use crate::config::Encoder3dConfig;
 use crate::encoder::Encoder3d;
@@ -13,32 +14,6 @@ use crate::encoder::Encoder3d;
 /// Runs the encoder until its input ends or dora stops it.
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: Encoder3dConfig) -> eyre::Result<()> {
     let mut enc = Encoder3d::new(&cfg).wrap_err("encoder-3d")?;
-    run_inputs(&mut events, |msg| {
-        enc.on_input(msg, &mut DoraOutputs::new(&mut node))
-            .wrap_err("encoder-3d")?;
-        eyre::Ok(if enc.is_ended() {
-            Flow::Done
-        } else {
-            Flow::Continue
-        })
-    })?;
-    if enc.is_ended() {
-        // Nothing confirms receipt here; stay until dora stops us (the graph winds down once
-        // the consumer has every stream end) or the grace period passes.
-        linger(
-            &mut events,
-            Duration::from_millis(cfg.exit_grace_ms),
-            |_| false,
-        );
-    }
-    enc.seq().log_summary();
-    if let Some((hits, misses)) = enc.cache_stats() {
-        tracing::info!(hits, misses, "feature cache");
-    }
-    tracing::info!(
-        sent = enc.sent(),
-        ended = enc.is_ended(),
-        "encoder-3d summary"
-    );
-    Ok(())
+    let grace = Duration::from_millis(cfg.exit_grace_ms);
+    run_stream("encoder-3d", &mut node, &mut events, &mut enc, grace)
 }

@@ -6,7 +6,7 @@
 use vipa_encoder_3d::encoder::{IN_POINTMAP, OUT_TOKENS, TOKEN_VALID, resize_nearest};
 use vipa_encoder_3d::{Encoder3d, Encoder3dConfig, EncoderError};
 use vipa_msgs::{MetaValue, Payload, PointMap, StreamEnd, StreamHeader, TensorMsg, kind_of};
-use vipa_node_kit::{InputMsg, RecordingOutputs, from_yaml_str};
+use vipa_node_kit::{InputMsg, RecordingOutputs, StreamLogic, from_yaml_str};
 
 /// A `w × h` plane at depth `z`; the left `invalid_cols` columns have no depth (NaN).
 fn plane(seq: u64, w: u32, h: u32, z: f32, invalid_cols: u32) -> PointMap {
@@ -172,7 +172,13 @@ fn weights_file_stream_end_and_gaps() {
     let err = e
         .on_input(&input(&plane(3, 8, 8, 0.5, 0)), &mut out)
         .unwrap_err();
-    assert!(matches!(err, EncoderError::Gap { missing: 3, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            EncoderError::Gap(vipa_node_kit::SeqGap { missing: 3, .. })
+        ),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------- backend cut3r (tiny fixture)

@@ -89,6 +89,7 @@
 use crate::config::ObjectsConfig;
 use crate::geometry::{Intrinsics, PointMap, Vec3, norm};
 use crate::stats::median;
+use vipa_msgs::hands::{BONES, PALM_WEB};
 
 /// Default share of the box (per side) that counts as its central region.
 pub const DEFAULT_CENTRAL_FRACTION: f32 = 0.5;
@@ -661,7 +662,7 @@ pub fn hand_solids(j: &[Vec3; 21]) -> Vec<Solid> {
     let r = |i: usize| JOINT_HALF_THICKNESS_M[i] * s;
     let mut out: Vec<Solid> = BONES
         .iter()
-        .chain([(1usize, 5usize), (2, 5), (1, 9)].iter())
+        .chain(PALM_WEB.iter())
         .map(|&(a, b)| Solid {
             a: j[a],
             b: j[b],
@@ -764,38 +765,13 @@ impl Capsule {
     }
 }
 
-/// Parent of each joint in the MANO-21 / MediaPipe order, plus the palm's cross bones.
-const BONES: [(usize, usize); 23] = [
-    (0, 1),
-    (1, 2),
-    (2, 3),
-    (3, 4),
-    (0, 5),
-    (5, 6),
-    (6, 7),
-    (7, 8),
-    (0, 9),
-    (9, 10),
-    (10, 11),
-    (11, 12),
-    (0, 13),
-    (13, 14),
-    (14, 15),
-    (15, 16),
-    (0, 17),
-    (17, 18),
-    (18, 19),
-    (19, 20),
-    (5, 9),
-    (9, 13),
-    (13, 17),
-];
-
 /// The 2D capsules covering a hand's bones: each bone projected, radius `radius_m` projected at
-/// the nearer end. Bones with an end behind the camera are left out.
+/// the nearer end (the 20 bones and the knuckle line). Bones with an end behind the camera are
+/// left out.
 pub fn hand_capsules(joints: &[Vec3; 21], k: &Intrinsics, radius_m: f32) -> Vec<Capsule> {
     BONES
         .iter()
+        .chain(&PALM_WEB[..3])
         .filter_map(|&(i, j)| {
             let (a, b) = (k.project(joints[i])?, k.project(joints[j])?);
             let z = joints[i][2].min(joints[j][2]);

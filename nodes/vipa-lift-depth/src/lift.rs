@@ -9,9 +9,7 @@ use vipa_hand3d::backend::{ScaledBackend, sidecar_point_map};
 use vipa_hand3d::geometry::{Intrinsics, backproject};
 use vipa_hand3d::synth::{clip_seed, intrinsics};
 use vipa_msgs::meta::keys;
-use vipa_msgs::{
-    Control, Encoding, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader,
-};
+use vipa_msgs::{Control, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader};
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
 use vipa_synth::sidecar::{ClipTruth, read_clip_truth};
 
@@ -310,7 +308,7 @@ impl LiftDepth {
         let Some(model) = &self.model else {
             return Err("the depth-anything-v2 model is not loaded".into());
         };
-        let rgb = to_rgb(image);
+        let rgb = image.rgb();
         let depth = model
             .depth(&rgb, image.width, image.height)
             .map_err(|e| e.to_string())?;
@@ -339,7 +337,7 @@ impl LiftDepth {
         let Some(model) = &mut self.cut3r else {
             return Err("the cut3r model is not loaded".into());
         };
-        let rgb = to_rgb(image);
+        let rgb = image.rgb();
         let pm = model
             .points(&header.clip_id, &rgb, image.width, image.height)
             .map_err(|e| e.to_string())?;
@@ -388,16 +386,6 @@ fn sidecar_frame(truth: &ClipTruth, idx: u32) -> Result<&vipa_synth::FrameTruth,
                 truth.frames.len()
             )
         })
-}
-
-/// `u8[h, w, 3]` RGB of a frame in any wire encoding.
-fn to_rgb(image: &ImageFrame) -> Vec<u8> {
-    let b = image.bytes();
-    match image.encoding {
-        Encoding::Rgb8 => b.to_vec(),
-        Encoding::Bgr8 => b.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
-        Encoding::Mono8 => b.iter().flat_map(|&g| [g, g, g]).collect(),
-    }
 }
 
 /// The point-map message with the extra keys. `k` is in vipa-hand3d's convention (pixel

@@ -95,6 +95,17 @@ impl ImageFrame {
     pub fn bytes(&self) -> &[u8] {
         self.pixels.values()
     }
+
+    /// The pixels as `u8[height, width, 3]` RGB: borrowed for `rgb8` (no copy), channels
+    /// swapped for `bgr8`, the grey value repeated for `mono8`.
+    pub fn rgb(&self) -> std::borrow::Cow<'_, [u8]> {
+        let b = self.bytes();
+        match self.encoding {
+            Encoding::Rgb8 => std::borrow::Cow::Borrowed(b),
+            Encoding::Bgr8 => b.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
+            Encoding::Mono8 => b.iter().flat_map(|&g| [g, g, g]).collect(),
+        }
+    }
 }
 
 fn check_len(width: u32, height: u32, encoding: Encoding, len: usize) -> Result<(), MsgError> {

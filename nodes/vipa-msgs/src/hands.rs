@@ -87,6 +87,10 @@ pub const BONES: [(usize, usize); NUM_JOINTS - 1] = [
     (19, 20),
 ];
 
+/// The palm's cross links, drawn and filled between the finger chains: the knuckle line
+/// (index–middle–ring–pinky) first, then the thumb web.
+pub const PALM_WEB: [(usize, usize); 6] = [(5, 9), (9, 13), (13, 17), (1, 5), (2, 5), (1, 9)];
+
 /// Value of the `joint_order` metadata key.
 pub const JOINT_ORDER: &str = "mediapipe21";
 /// Metadata key naming the joint order.

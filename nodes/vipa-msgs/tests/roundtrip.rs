@@ -132,6 +132,17 @@ fn image() -> ImageFrame {
 }
 
 #[test]
+fn rgb_of_every_encoding() {
+    let rgb = image();
+    assert!(matches!(rgb.rgb(), std::borrow::Cow::Borrowed(_)));
+    assert_eq!(rgb.rgb().as_ref(), rgb.bytes());
+    let bgr = ImageFrame::new(header(), 2, 1, Encoding::Bgr8, vec![1u8, 2, 3, 4, 5, 6]).unwrap();
+    assert_eq!(bgr.rgb().as_ref(), &[3, 2, 1, 6, 5, 4]);
+    let mono = ImageFrame::new(header(), 2, 1, Encoding::Mono8, vec![7u8, 9]).unwrap();
+    assert_eq!(mono.rgb().as_ref(), &[7, 7, 7, 9, 9, 9]);
+}
+
+#[test]
 fn image_round_trip_shares_the_buffer() {
     let f = image();
     let (array, meta) = round_trip(&f);

@@ -127,6 +127,11 @@ impl FeatureCache {
         &self.dir
     }
 
+    /// `(hits, misses)` so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits(), self.misses())
+    }
+
     pub fn hits(&self) -> u64 {
         self.hits
     }

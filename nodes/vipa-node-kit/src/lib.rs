@@ -4,6 +4,7 @@
 //!   printed as their error chain (no backtrace unless `VIPA_BACKTRACE=1`); [`exit_code`] for
 //!   tools.
 //! - [`cache`]: [`FeatureCache`], the on-disk cache of a frozen encoder's outputs.
+//! - [`credit`]: [`CreditRequester`], the asking side of the pull protocol (trainer, checker).
 //! - [`config`]: YAML node configuration from `VIPA_CONFIG` (a path or inline YAML), with
 //!   unknown-key detection and a semantic `validate` step.
 //! - [`meta`]: lossless `vipa_msgs::Metadata` ↔ dora `MetadataParameters` conversion.
@@ -12,7 +13,8 @@
 //! - [`progress`]: [`ProgressFile`], a long-running node's progress as JSON for `vipa-run`
 //!   to draw (a node's own stderr never reaches a terminal under dora).
 //! - [`seq`]: [`SeqTracker`], per-input sequence-gap counting.
-//! - [`runtime`]: tracing setup, timed receive, and [`linger`], the wait after the last send.
+//! - [`runtime`]: tracing setup, timed receive, [`linger`] (the wait after the last send), and
+//!   [`run_stream`], the whole loop of a node that runs until its stream ends ([`StreamLogic`]).
 //!
 //! # The shape of a vipa node
 //! ```text
@@ -31,6 +33,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod credit;
 pub mod io;
 pub mod meta;
 pub mod progress;
@@ -42,10 +45,14 @@ pub use cli::{NodeInfo, exit_code, node_main, run_node};
 pub use config::{
     CONFIG_ENV, ConfigError, NodeConfig, Paths, from_path, from_yaml_str, load_config,
 };
+pub use credit::CreditRequester;
 pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
 pub use progress::{Progress, ProgressFile};
-pub use runtime::{Flow, LingerEnd, Recv, init_tracing, linger, recv_until, run_inputs};
-pub use seq::{SeqEvent, SeqStats, SeqTracker};
+pub use runtime::{
+    Flow, LingerEnd, Recv, StreamError, StreamLogic, StreamState, Triage, init_tracing, linger,
+    recv_until, run_inputs, run_stream,
+};
+pub use seq::{SeqEvent, SeqGap, SeqStats, SeqTracker};
 
 /// Current time as nanoseconds since the Unix epoch (0 if the clock is before 1970).
 ///

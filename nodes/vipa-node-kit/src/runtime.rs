@@ -137,3 +137,169 @@ pub fn linger(
         }
     }
 }
+
+/// The bookkeeping of a node that turns one input stream into one output stream: its input
+/// sequence tracking, its output `seq` (messages sent) and whether the end was forwarded.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    /// Input sequence tracking.
+    pub seq: crate::SeqTracker,
+    /// Messages sent so far: the next output message's `seq`.
+    pub sent: u64,
+    /// Whether the end of the stream was forwarded.
+    pub ended: bool,
+}
+
+/// What an input message of a stream is, once [`StreamState::triage`] has seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triage {
+    /// The end of the stream: checked and forwarded; nothing more will come.
+    Ended,
+    /// A control message (e.g. a clip end wired into this input): nothing to do.
+    Control,
+    /// Data, for the node to decode and handle.
+    Data,
+}
+
+/// Why a stream message could not be triaged.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The end-of-stream message is malformed.
+    #[error("input `{input}`: {source}")]
+    Decode {
+        input: String,
+        #[source]
+        source: vipa_msgs::MsgError,
+    },
+    /// Messages were lost before it.
+    #[error(transparent)]
+    Gap(#[from] crate::SeqGap),
+    /// Forwarding the end failed.
+    #[error(transparent)]
+    Io(#[from] crate::IoError),
+}
+
+impl StreamState {
+    /// The common start of a stream node's input handling: a stream end is sequence-checked
+    /// and forwarded on `output` ([`Triage::Ended`]), a control message is left alone
+    /// ([`Triage::Control`]); anything else is [`Triage::Data`], whose `seq` the caller checks
+    /// once decoded.
+    pub fn triage(
+        &mut self,
+        msg: &InputMsg,
+        output: &str,
+        out: &mut impl crate::Outputs,
+    ) -> Result<Triage, StreamError> {
+        use vipa_msgs::Payload;
+        if msg.kind() == Some("stream_end") {
+            let end = vipa_msgs::StreamEnd::from_arrow(msg.array.as_ref(), &msg.meta).map_err(
+                |source| StreamError::Decode {
+                    input: msg.id.clone(),
+                    source,
+                },
+            )?;
+            self.seq.observe_gapless(&msg.id, end.header.seq)?;
+            self.forward_end(&end, output, out)?;
+            return Ok(Triage::Ended);
+        }
+        if vipa_msgs::Control::is_control(&msg.meta) {
+            tracing::debug!(kind = ?msg.kind(), "ignoring control message");
+            return Ok(Triage::Control);
+        }
+        Ok(Triage::Data)
+    }
+
+    /// Forwards the end of the input stream on `output`, renumbered in this node's output
+    /// sequence (`frames` = what this node sent), and marks the stream ended.
+    pub fn forward_end(
+        &mut self,
+        end: &vipa_msgs::StreamEnd,
+        output: &str,
+        out: &mut impl crate::Outputs,
+    ) -> Result<(), crate::IoError> {
+        let fwd = vipa_msgs::StreamEnd {
+            header: vipa_msgs::StreamHeader {
+                seq: self.sent,
+                ..vipa_msgs::StreamHeader::default()
+            },
+            clips: end.clips,
+            frames: self.sent,
+            bad_sources: end.bad_sources,
+        };
+        out.send(output, &fwd)?;
+        self.ended = true;
+        tracing::info!(frames = self.sent, "end of stream forwarded");
+        Ok(())
+    }
+}
+
+/// A node that handles its input messages one by one until its stream has ended, as the
+/// frozen encoders do: the logic, testable without dora (with [`crate::RecordingOutputs`]),
+/// that [`run_stream`] drives.
+pub trait StreamLogic {
+    /// Why it cannot go on.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Handles one input message.
+    fn on_input(
+        &mut self,
+        msg: &InputMsg,
+        out: &mut impl crate::Outputs,
+    ) -> Result<(), Self::Error>;
+    /// Its bookkeeping.
+    fn stream(&self) -> &StreamState;
+    /// Feature-cache `(hits, misses)`, where it has a cache.
+    fn cache_stats(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Whether the end of its stream was forwarded (nothing more will be sent).
+    fn is_ended(&self) -> bool {
+        self.stream().ended
+    }
+    /// Messages sent so far.
+    fn sent(&self) -> u64 {
+        self.stream().sent
+    }
+    /// Its input sequence tracking.
+    fn seq(&self) -> &crate::SeqTracker {
+        &self.stream().seq
+    }
+}
+
+/// Runs `logic` over the node's inputs until its stream has ended (or dora stops it, or the
+/// inputs close), then stays up to `grace` until dora stops the node: nothing confirms receipt
+/// of its last messages, and exiting right after them can lose them (module docs). Ends with a
+/// summary: sequence gaps, cache hits, messages sent.
+pub fn run_stream<L: StreamLogic>(
+    name: &str,
+    node: &mut dora_node_api::DoraNode,
+    events: &mut EventStream,
+    logic: &mut L,
+    grace: Duration,
+) -> eyre::Result<()> {
+    use eyre::WrapErr;
+    run_inputs(events, |msg| {
+        logic
+            .on_input(msg, &mut crate::DoraOutputs::new(node))
+            .wrap_err_with(|| name.to_owned())?;
+        eyre::Ok(if logic.is_ended() {
+            Flow::Done
+        } else {
+            Flow::Continue
+        })
+    })?;
+    if logic.is_ended() {
+        // The graph winds down once the consumer has every stream end.
+        linger(events, grace, |_| false);
+    }
+    logic.seq().log_summary();
+    if let Some((hits, misses)) = logic.cache_stats() {
+        tracing::info!(hits, misses, "feature cache");
+    }
+    tracing::info!(
+        node = name,
+        sent = logic.sent(),
+        ended = logic.is_ended(),
+        "summary"
+    );
+    Ok(())
+}

@@ -48,6 +48,15 @@ pub enum SeqEvent {
     Late,
 }
 
+/// Messages lost on an input that needs them all ([`SeqTracker::observe_gapless`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input `{input}`: {missing} message(s) lost before seq {seq}")]
+pub struct SeqGap {
+    pub input: String,
+    pub seq: u64,
+    pub missing: u64,
+}
+
 /// Per-input sequence tracking. Expects seq 0, 1, 2, … on each input.
 #[derive(Debug, Clone, Default)]
 pub struct SeqTracker {
@@ -98,6 +107,21 @@ impl SeqTracker {
             }
         }
         event
+    }
+
+    /// [`Self::observe`] for an input that cannot go on without every message (a frame lost
+    /// before an encoder would silently drop a training sample): a gap is an error. Late
+    /// messages are counted and logged as `observe` does, and returned as
+    /// [`SeqEvent::Late`].
+    pub fn observe_gapless(&mut self, input: &str, seq: u64) -> Result<SeqEvent, SeqGap> {
+        match self.observe(input, seq) {
+            SeqEvent::Gap { missing } => Err(SeqGap {
+                input: input.to_owned(),
+                seq,
+                missing,
+            }),
+            other => Ok(other),
+        }
     }
 
     /// Stats of one input (`None` if it never received anything).

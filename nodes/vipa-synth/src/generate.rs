@@ -6,7 +6,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::episode::{Episode, WorldState};
-use crate::hand::{BONES, PALM_WEB};
 use crate::math::{Pose, V3, v3};
 use crate::render::{
     BlobShadow, Prim, RenderScene, Rendered, Shape, Table, label_arm, label_hand, label_object,
@@ -18,6 +17,7 @@ use crate::sidecar::{
     SidecarError, write_clip_truth,
 };
 use crate::video::{VideoError, write_mp4};
+use vipa_msgs::hands::{BONES, PALM_WEB};
 
 /// How far (metres) a surface may sit in front of a joint's sphere and the joint still count
 /// as visible: absorbs depth round-off where bones meet their joint spheres.

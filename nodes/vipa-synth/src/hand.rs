@@ -47,33 +47,6 @@ pub const JOINT_RADIUS: [f32; NUM_JOINTS] = [
     0.0110, 0.0098, 0.0088, 0.0080, // pinky
 ];
 
-/// Bones as joint-index pairs (the 20 edges of the MediaPipe hand graph).
-pub const BONES: [(usize, usize); 20] = [
-    (0, 1),
-    (1, 2),
-    (2, 3),
-    (3, 4),
-    (0, 5),
-    (5, 6),
-    (6, 7),
-    (7, 8),
-    (0, 9),
-    (9, 10),
-    (10, 11),
-    (11, 12),
-    (0, 13),
-    (13, 14),
-    (14, 15),
-    (15, 16),
-    (0, 17),
-    (17, 18),
-    (18, 19),
-    (19, 20),
-];
-
-/// Extra capsules that fill in the palm between the metacarpals: (joint, joint) pairs.
-pub const PALM_WEB: [(usize, usize); 6] = [(5, 9), (9, 13), (13, 17), (1, 5), (2, 5), (1, 9)];
-
 /// Pose parameters of one hand.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HandPose {

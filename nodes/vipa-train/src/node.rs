@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
-use vipa_msgs::Request;
-use vipa_node_kit::{DoraOutputs, InputMsg, Outputs, Recv, recv_until};
+use vipa_node_kit::{CreditRequester, DoraOutputs, InputMsg, Outputs, Recv, recv_until};
 
 use crate::config::{Mode, TrainConfig};
 use crate::eval::Evaluator;
@@ -76,41 +75,20 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
     // sample to arrive is then number `skip`.
     let skip = sink.skip();
     let mut joiner = Joiner::new(sink.needs_3d()).starting_at(skip);
-    // Samples still to ask for.
-    let budget = sink.wanted(&cfg);
-    let mut requested: u64 = 0;
-    let mut req = Request {
-        seq: 0,
-        credits: 0,
-        skip: 0,
-    };
-    let mut ask = |node: &mut DoraNode,
-                   joiner: &Joiner,
-                   requested: &mut u64|
-     -> eyre::Result<Option<Request>> {
+    let mut requester = CreditRequester::new(cfg.credits)
+        .with_budget(sink.wanted(&cfg))
+        .skipping(skip);
+    // Asks for what the window has room for; nothing once the feed has ended.
+    let ask = |node: &mut DoraNode, joiner: &Joiner, requester: &mut CreditRequester| {
         if joiner.samples_ended() {
-            return Ok(None);
+            return eyre::Ok(());
         }
-        let in_flight = *requested - (joiner.delivered() - skip);
-        let mut want = u64::from(cfg.credits).saturating_sub(in_flight);
-        if let Some(b) = budget {
-            want = want.min(b.saturating_sub(*requested));
+        if let Some(r) = requester.next(joiner.delivered() - skip) {
+            DoraOutputs::new(node)
+                .send(OUT_REQUEST, &r)
+                .wrap_err("sending a request")?;
         }
-        if want == 0 {
-            return Ok(None);
-        }
-        let first = *requested == 0;
-        let r = Request {
-            seq: req.seq + u64::from(!first),
-            credits: want as u32,
-            skip: if first { skip } else { 0 },
-        };
-        DoraOutputs::new(node)
-            .send(OUT_REQUEST, &r)
-            .wrap_err("sending a request")?;
-        *requested += want;
-        req = r;
-        Ok(Some(r))
+        Ok(())
     };
     if skip > 0 {
         tracing::info!(
@@ -119,7 +97,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
         );
     }
     let resend = Duration::from_millis(cfg.resend_ms);
-    let mut last_request = ask(&mut node, &joiner, &mut requested)?;
+    ask(&mut node, &joiner, &mut requester)?;
     let mut last_progress = Instant::now();
     let mut stopped = false;
     'outer: while !sink.done() {
@@ -140,9 +118,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
                         if sink.done() {
                             break 'outer;
                         }
-                        if let Some(r) = ask(&mut node, &joiner, &mut requested)? {
-                            last_request = Some(r);
-                        }
+                        ask(&mut node, &joiner, &mut requester)?;
                     }
                     if joiner.samples_ended() && joiner.pending() == 0 {
                         tracing::info!(
@@ -164,7 +140,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
             Recv::Timeout => {
                 // Nothing for a while: a request may have been lost; the reader ignores a
                 // repeated seq it already counted.
-                if let Some(r) = &last_request
+                if let Some(r) = requester.last()
                     && !joiner.samples_ended()
                 {
                     tracing::warn!(
@@ -172,7 +148,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
                         "no data for {resend:?}: resending the last request"
                     );
                     DoraOutputs::new(&mut node)
-                        .send(OUT_REQUEST, r)
+                        .send(OUT_REQUEST, &r)
                         .wrap_err("sending a request")?;
                 }
                 last_progress = Instant::now();

@@ -29,8 +29,10 @@ use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
 use serde::{Deserialize, Serialize};
 use vipa_msgs::meta::keys;
-use vipa_msgs::{MetaValue, Metadata, Payload, QaBatch, Request, StreamEnd, TensorMsg, kind_of};
-use vipa_node_kit::{DoraOutputs, InputMsg, NodeInfo, Outputs, Recv, SeqTracker, recv_until};
+use vipa_msgs::{MetaValue, Metadata, Payload, QaBatch, StreamEnd, TensorMsg, kind_of};
+use vipa_node_kit::{
+    CreditRequester, DoraOutputs, InputMsg, NodeInfo, Outputs, Recv, SeqTracker, recv_until,
+};
 
 const INPUTS: [&str; 3] = ["sample", "tokens_2d", "tokens_3d"];
 
@@ -285,16 +287,13 @@ fn run_check(mut node: DoraNode, mut events: EventStream, cfg: Config) -> eyre::
         seq: SeqTracker::new(),
         s: Summary::default(),
     };
-    let mut req = Request {
-        seq: 0,
-        credits: cfg.credits,
-        skip: 0,
-    };
-    DoraOutputs::new(&mut node)
-        .send("request", &req)
-        .wrap_err("send request")?;
-    check.s.requests = 1;
-    let mut requested = u64::from(cfg.credits);
+    // A whole window at a time, once everything asked for has arrived.
+    let mut requester = CreditRequester::new(cfg.credits).refill_at(cfg.credits);
+    if let Some(req) = requester.next(0) {
+        DoraOutputs::new(&mut node)
+            .send("request", &req)
+            .wrap_err("send request")?;
+    }
     let mut last_progress = Instant::now();
     let deadline = start + Duration::from_millis(cfg.timeout_ms);
     while !check.all_ended() {
@@ -316,24 +315,19 @@ fn run_check(mut node: DoraNode, mut events: EventStream, cfg: Config) -> eyre::
                         last_progress = Instant::now();
                     }
                     let sample_ended = check.s.stream_ends.contains_key("sample");
-                    if !sample_ended && check.s.samples >= requested {
-                        req = Request {
-                            seq: req.seq + 1,
-                            credits: cfg.credits,
-                            skip: 0,
-                        };
+                    if !sample_ended && let Some(req) = requester.next(check.s.samples) {
                         DoraOutputs::new(&mut node)
                             .send("request", &req)
                             .wrap_err("send request")?;
-                        check.s.requests += 1;
-                        requested += u64::from(cfg.credits);
                     }
                 }
                 Event::Stop(_) => break,
                 _ => {}
             },
             Recv::Timeout => {
-                if !check.s.stream_ends.contains_key("sample") {
+                if !check.s.stream_ends.contains_key("sample")
+                    && let Some(req) = requester.last()
+                {
                     tracing::warn!(seq = req.seq, "no progress: resending the last request");
                     DoraOutputs::new(&mut node)
                         .send("request", &req)
@@ -345,6 +339,7 @@ fn run_check(mut node: DoraNode, mut events: EventStream, cfg: Config) -> eyre::
             Recv::Closed => break,
         }
     }
+    check.s.requests = requester.requests();
     let summary = check.finish(start.elapsed());
     if let Some(dir) = cfg.summary_path.parent() {
         std::fs::create_dir_all(dir).wrap_err_with(|| format!("create {}", dir.display()))?;

@@ -28,6 +28,7 @@ use vipa_hand3d::{DatasetReader, Split};
 use vipa_models::vision::fusion::Fusion;
 use vipa_models::vision::spatial::SpatialTokens;
 use vipa_msgs::StreamHeader;
+use vipa_node_kit::StreamLogic;
 
 /// A feature extractor's pooled outputs for every probed frame.
 pub struct FrameSet {
