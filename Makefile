@@ -26,7 +26,7 @@ SYNTH := $(DATA)/synth
 # for intervals that separate models (24 clips gave a 2-clip test split).
 SYNTH_ARGS ?= --clips 240 --seed 0
 
-.PHONY: help setup apt rust venv target-dir data pretrain ablation reproduce probe ingest annotate weights test lint fmt bench torch clean-data
+.PHONY: help setup apt rust venv target-dir bins data pretrain ablation reproduce probe ingest annotate weights test lint fmt bench torch clean-data
 
 help:
 	@echo "make pretrain   run the main job on the embedded synthetic sample"
@@ -65,8 +65,15 @@ target-dir:
 
 ## ---- main job ----------------------------------------------------------------------------
 
+# Every binary comes from one `cargo build --workspace --bins` (what the dataflows' `build:`
+# lines and `make test` run): `cargo run -p <crate>` would resolve features for that crate
+# alone and compile the dependency tree (OpenCV's bindings, arrow, candle) a second time.
+bins: setup
+	cargo build -q --workspace --bins
+
 $(SYNTH)/manifest.json: | setup
-	cargo run -q -p vipa-synth -- --out $(SYNTH) $(SYNTH_ARGS)
+	cargo build -q --workspace --bins
+	target/debug/vipa-synth --out $(SYNTH) $(SYNTH_ARGS)
 
 data: $(SYNTH)/manifest.json
 
@@ -87,8 +94,7 @@ weights: setup
 # checkpoint (a finished run is not repeated; `rm -rf out/pretrain` to train again).
 # Each graph runs under vipa-run: dora's log goes to out/logs/, the terminal shows one live line
 # per phase (the trainer's progress file), and a failure prints the log's last lines.
-pretrain: data weights
-	@cargo build -q --workspace --bins
+pretrain: data weights bins
 	@echo "==> annotate: depth + hands -> calibrated 3D -> Hand3D Q&A and motion tokens"
 	@$(VIPA_RUN) --title annotate --log out/logs/annotate.log -- dora run dataflows/annotate.yml --stop-after 900s
 	@echo "==> stage 1: 3D-visual alignment (small preset, CPU)"
@@ -98,24 +104,21 @@ pretrain: data weights
 	@target/debug/vipa-ablation report out/pretrain/eval.json --png out/pretrain/table.png
 
 # Untrained vs stage 1 without the 3D encoder vs stage 1 with it, on the same clips; one table.
-ablation: data weights
+ablation: data weights bins
 	dora run dataflows/annotate.yml --stop-after 900s
-	cargo build --workspace --bins
-	cargo run -q -p vipa-e2e --bin vipa-ablation -- run
+	target/debug/vipa-ablation run
 
 # The paper's Table 8 in shape: untrained, stage 1 without / with the 3D encoder over 3 seeds,
 # and the image-blind prior, with 95 % intervals; refuses a test split too small to tell them
 # apart. Resumes: finished trainings and evaluations are not repeated.
-reproduce: data weights
+reproduce: data weights bins
 	dora run dataflows/annotate.yml --stop-after 900s
-	cargo build --workspace --bins
-	cargo run -q -p vipa-e2e --bin vipa-ablation -- reproduce --seeds 3
+	target/debug/vipa-ablation reproduce --seeds 3
 
 # Ridge probes of the frozen features (and of the trained fusion when out/pretrain exists).
-probe: data weights
+probe: data weights bins
 	@[ -f data/hand3d/manifest.json ] || dora run dataflows/annotate.yml --stop-after 900s
-	cargo build -q --workspace --bins
-	cargo run -q -p vipa-e2e --bin vipa-ablation -- probe $$([ -d out/pretrain/checkpoints ] && echo --checkpoint out/pretrain/checkpoints)
+	target/debug/vipa-ablation probe $$([ -d out/pretrain/checkpoints ] && echo --checkpoint out/pretrain/checkpoints)
 
 ## ---- tests -------------------------------------------------------------------------------
 
@@ -138,16 +141,16 @@ fmt:
 # used by tests).
 bench: setup data torch weights
 	cargo build -q --workspace --bins
-	cargo run -q -p vipa-e2e --bin vipa-bench
+	target/debug/vipa-bench
 	VIPA_E2E_NO_BUILD=1 cargo test -q -p vipa-e2e --test annotate -- --ignored --nocapture bench_annotate_throughput
 	cargo run -q -p vipa-hand3d --example hand3d_step -- 5
 	@.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
 	.venv/bin/python benches/hand3d_step.py
-	cargo run -q -p vipa-kernels --bin kernel-bench -- --steps 7 --slow-steps 2 --rounds 3
-	cargo run -q -p vipa-models --bin model-bench -- --steps 2 --rounds 2
+	target/debug/kernel-bench --steps 7 --slow-steps 2 --rounds 3
+	target/debug/model-bench --steps 2 --rounds 2
 	@[ -f data/hand3d/manifest.json ] || dora run dataflows/annotate.yml --stop-after 900s
 	CANDLE_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 \
-	  cargo run -q -p vipa-e2e --bin train-bench -- --preset small --steps 3 --batch-size 4
+	  target/debug/train-bench --preset small --steps 3 --batch-size 4
 
 # The shared PyTorch venv for fixture scripts and benchmark twins (not needed by `make test`).
 torch: setup

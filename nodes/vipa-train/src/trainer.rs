@@ -320,9 +320,10 @@ impl Trainer {
             .append(&row)
             .wrap_err_with(|| format!("writing {}", self.metrics.path().display()))?;
         self.losses.push((self.step, loss));
+        // `finish` writes the finished state once, after the last checkpoint.
         self.report(
             format!("loss {loss:.4} | {:.2} samples/s", row.samples_per_s),
-            self.done(),
+            false,
         );
         if self.step == 1 || self.step.is_multiple_of(10) || self.done() {
             tracing::info!(

@@ -136,6 +136,26 @@ impl Display {
         Ok(())
     }
 
+    /// The last state, as a plain line.
+    fn show_final(&self, p: &Progress) {
+        if let Self::Plain { .. } = self {
+            eprintln!("{}", p.line());
+        }
+    }
+
+    /// Without progress to show: a plain line a minute, so a log reader sees it is alive.
+    fn tick(&mut self, title: &str, elapsed: Duration) {
+        if let Self::Plain { last_line, .. } = self
+            && last_line.elapsed() >= Duration::from_secs(60)
+        {
+            eprintln!(
+                "{title}: running, {}",
+                format_duration(elapsed.as_secs_f64())
+            );
+            *last_line = Instant::now();
+        }
+    }
+
     fn finish(self, title: &str, ok: bool, took: Duration) {
         let how = if ok { "done" } else { "failed" };
         if let Self::Bar(bar) = &self {
@@ -187,14 +207,16 @@ fn run() -> eyre::Result<ExitCode> {
             display.show(&p)?;
             last = Some(p);
         }
+        display.tick(&args.title, started.elapsed());
         std::thread::sleep(Duration::from_millis(200));
     };
     let ok = status.success();
-    if let (Some(path), Display::Plain { .. }) = (&args.progress, &display)
+    if let (Some(path), Display::Plain { .. }) = (&args.progress, &mut display)
         && let Some(p) = ProgressFile::read(path)
+        && last.as_ref() != Some(&p)
     {
-        // The end, as a plain line too (the last 10 % step may not have printed).
-        eprintln!("{}", p.line());
+        // The end, as a plain line too, unless the loop already showed it.
+        display.show_final(&p);
     }
     display.finish(&args.title, ok, started.elapsed());
     if ok {
