@@ -237,9 +237,18 @@ fn flow_control_protects_a_slow_consumer_and_losses_are_reported() {
                 .set_queue_policy("check", "clip_end", "drop_oldest")
                 .unwrap();
         }
-        let run = run_ok(dir.path(), &mut flow);
+        let log = if with_ack {
+            run_ok(dir.path(), &mut flow).log
+        } else {
+            // The sink reports the loss and fails, so `dora run` fails too.
+            let yml = flow.write_to(dir.path()).unwrap();
+            let run = dora_run(&yml, STOP_AFTER).unwrap();
+            assert!(!run.success, "an incomplete stream exited 0:\n{}", run.log);
+            assert!(run.log.contains("stream incomplete"), "{}", run.log);
+            run.log
+        };
         let s = read_summary(&summary_path).unwrap();
-        results.push((with_ack, s, run.log));
+        results.push((with_ack, s, log));
     }
     let (_, acked, log) = &results[0];
     assert_eq!(acked["all_delivered"], true, "{acked:#}\n{log}");

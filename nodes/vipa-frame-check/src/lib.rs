@@ -4,7 +4,8 @@
 //! validates each (decoding, sizes, optional expected size/encoding), counts sequence gaps per
 //! input, acks every message on its `ack` output (credit flow control for the sender), and
 //! writes a JSON [`check::Summary`] to `summary_path` that tells "all delivered" from "some
-//! dropped" — for tests and benchmarks (receive fps, send→receive latency).
+//! dropped" — for tests and benchmarks (receive fps, send→receive latency). An incomplete
+//! stream is also a non-zero exit, so `dora run` fails with it.
 
 pub mod check;
 pub mod config;

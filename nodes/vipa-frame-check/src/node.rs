@@ -54,10 +54,16 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: FrameCheckConfig) -
         .wrap_err_with(|| format!("cannot write summary {}", path.display()))?;
     if summary.all_delivered {
         tracing::info!(frames = summary.frames, clips = summary.clips.len(), path = %path.display(), "all delivered");
+        Ok(())
     } else {
-        tracing::warn!(problems = ?summary.problems, path = %path.display(), "stream incomplete");
+        // A non-zero exit, so that `dora run` (and CI) fails on an incomplete stream instead
+        // of exiting 0 with a summary nobody reads.
+        Err(eyre::eyre!(
+            "stream incomplete: {} (summary: {})",
+            summary.problems.join("; "),
+            path.display()
+        ))
     }
-    Ok(())
 }
 
 fn collect_drops(events: &mut EventStream, dropped: &mut BTreeMap<String, u64>) {

@@ -71,8 +71,17 @@ fn run_node(events: Vec<serde_json::Value>) -> (serde_json::Value, Vec<serde_jso
         summary_path: summary_path.clone(),
         ..Default::default()
     };
-    vipa_frame_check::node::run(node, stream, cfg).unwrap();
-    let summary = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let result = vipa_frame_check::node::run(node, stream, cfg);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    // An incomplete stream is an error (a non-zero exit), after the summary is written.
+    match result {
+        Ok(()) => assert_eq!(summary["all_delivered"], true, "{summary:#}"),
+        Err(e) => {
+            assert_eq!(summary["all_delivered"], false, "{e:#}");
+            assert!(e.to_string().contains("stream incomplete"), "{e:#}");
+        }
+    }
     let outputs = drain_outputs(&mut rx)
         .into_iter()
         .map(serde_json::Value::Object)

@@ -18,15 +18,51 @@ use dora_node_api::{Event, EventStream};
 
 use crate::io::InputMsg;
 
+/// Marker of the WARN lines dora-node-api 1.1 logs for its first large sends
+/// (`output `image`: 921600 B -> daemon path (dora-rs/dora#2742 diagnostic)`): a debugging aid
+/// of dora's, not a problem of the run.
+const DORA_SEND_DIAGNOSTIC: &[u8] = b"dora-rs/dora#2742 diagnostic";
+
+/// Environment variable that keeps dora's send diagnostics in the log (`1`).
+pub const DORA_DIAGNOSTICS_ENV: &str = "VIPA_DORA_DIAGNOSTICS";
+
+/// stderr without dora's send diagnostics. The fmt layer writes each event in one call, so a
+/// line is dropped whole.
+struct QuietStderr {
+    keep_diagnostics: bool,
+}
+
+/// Whether a formatted log line is one of dora's send diagnostics.
+pub fn is_dora_send_diagnostic(line: &[u8]) -> bool {
+    line.windows(DORA_SEND_DIAGNOSTIC.len())
+        .any(|w| w == DORA_SEND_DIAGNOSTIC)
+}
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if is_dora_send_diagnostic(buf) && !self.keep_diagnostics {
+            return Ok(buf.len());
+        }
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Sets up `tracing` to stderr (dora captures it into the node's log), filtered by `RUST_LOG`
-/// (default `info`). Safe to call twice: the second call keeps the first subscriber.
+/// (default `info`). dora-node-api's WARN diagnostics of large sends are left out unless
+/// `VIPA_DORA_DIAGNOSTICS=1`. Safe to call twice: the second call keeps the first subscriber.
 pub fn init_tracing(node_id: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let keep_diagnostics = std::env::var(DORA_DIAGNOSTICS_ENV).is_ok_and(|v| v == "1");
     let result = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || QuietStderr { keep_diagnostics })
         .with_target(false)
         // dora captures stderr into log files: colour codes only for a terminal.
         .with_ansi(std::io::stderr().is_terminal())
@@ -302,4 +338,18 @@ pub fn run_stream<L: StreamLogic>(
         "summary"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dora_send_diagnostics_are_recognised_and_nothing_else() {
+        let diag = b"2026-12-07T16:00:00Z  WARN output `image`: 921600 B -> daemon path \
+                     (dora-rs/dora#2742 diagnostic)\n";
+        assert!(is_dora_send_diagnostic(diag));
+        let real = b"2026-12-07T16:00:00Z  WARN zenoh publish failed (x); message dropped\n";
+        assert!(!is_dora_send_diagnostic(real));
+    }
 }

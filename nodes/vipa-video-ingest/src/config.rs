@@ -17,6 +17,11 @@
 //! ```
 //! Relative paths are resolved against the node's working directory; under `dora run` that is
 //! the directory of the dataflow YAML.
+//!
+//! A folder or glob that yields no video is an error. Entries named like a video that are not
+//! readable files (a folder `x.mp4`, a dangling link, a link loop) are logged and counted as
+//! bad sources; other files (sidecars) are left out. Clip ids are the file stems, or, where two
+//! files share a stem, their names, or their paths below the common folder.
 
 use std::path::PathBuf;
 

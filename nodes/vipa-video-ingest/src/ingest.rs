@@ -11,7 +11,9 @@ use vipa_node_kit::{IoError, Outputs};
 
 use crate::config::{IngestConfig, SourceSpec};
 use crate::resample::Resampler;
-use crate::source::{RawFrame, SourceError, SourceKind, VideoSource, list_folder};
+use crate::source::{
+    RawFrame, Skipped, SourceError, SourceKind, VideoSource, clip_ids, list_folder, sort_candidates,
+};
 
 /// Output id of frames.
 pub const OUTPUT_IMAGE: &str = "image";
@@ -31,40 +33,124 @@ pub enum IngestError {
     ListFolder { path: PathBuf, message: String },
     #[error("invalid glob pattern {pattern:?}: {message}")]
     BadGlob { pattern: String, message: String },
+    #[error("nothing to read: {0}; point `folder`, `files` or `glob` in VIPA_CONFIG at videos")]
+    NothingToRead(String),
     #[error("{0}")]
     Io(#[from] IoError),
     #[error("a decoded frame does not match its own size: {0}")]
     Frame(#[from] vipa_msgs::MsgError),
 }
 
-/// The resolved list of sources to read, in order.
-pub fn resolve_sources(cfg: &IngestConfig) -> Result<Vec<SourceKind>, IngestError> {
-    let files = match cfg.source() {
-        SourceSpec::Camera(index) => return Ok(vec![SourceKind::Camera(index)]),
-        SourceSpec::Files(files) => files,
+/// One source to read, with its clip id (unique in the run, see [`crate::source::clip_ids`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub clip_id: String,
+}
+
+/// The sources of a run, in order, and the folder or glob entries left out (each logged; those
+/// named like a video but unreadable count as bad sources).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources {
+    pub list: Vec<Source>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Sources {
+    /// Sources to read.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// The resolved sources, in order. A folder without a video file or a glob that matches
+/// none is an error (a run that reads nothing is a mistake, not a success); entries of a
+/// folder or glob that are not video files are left out, with their reason.
+pub fn resolve_sources(cfg: &IngestConfig) -> Result<Sources, IngestError> {
+    let (files, skipped) = match cfg.source() {
+        SourceSpec::Camera(index) => {
+            return Ok(Sources {
+                list: vec![Source {
+                    kind: SourceKind::Camera(index),
+                    clip_id: SourceKind::Camera(index).clip_id(),
+                }],
+                skipped: Vec::new(),
+            });
+        }
+        SourceSpec::Files(files) => {
+            if files.is_empty() {
+                return Err(IngestError::NothingToRead(
+                    "`files` is an empty list".into(),
+                ));
+            }
+            (files, Vec::new())
+        }
         SourceSpec::Folder(folder) => {
             if !folder.is_dir() {
                 return Err(IngestError::NoFolder(folder));
             }
-            list_folder(&folder).map_err(|e| IngestError::ListFolder {
+            let (files, skipped) = list_folder(&folder).map_err(|e| IngestError::ListFolder {
                 path: folder.clone(),
                 message: e.to_string(),
-            })?
+            })?;
+            if files.is_empty() {
+                return Err(IngestError::NothingToRead(format!(
+                    "folder {} holds no video file (.mp4 .avi .mkv .mov .webm){}",
+                    folder.display(),
+                    left_out(&skipped)
+                )));
+            }
+            (files, skipped)
         }
         SourceSpec::Glob(pattern) => {
             let bad = |message: String| IngestError::BadGlob {
                 pattern: pattern.clone(),
                 message,
             };
-            let mut files = Vec::new();
+            let mut matches = Vec::new();
             for entry in glob::glob(&pattern).map_err(|e| bad(e.to_string()))? {
-                files.push(entry.map_err(|e| bad(e.to_string()))?);
+                matches.push(entry.map_err(|e| bad(e.to_string()))?);
             }
-            files.sort();
-            files
+            let (files, skipped) = sort_candidates(matches);
+            if files.is_empty() {
+                return Err(IngestError::NothingToRead(format!(
+                    "glob {pattern:?} matches no video file{}",
+                    left_out(&skipped)
+                )));
+            }
+            (files, skipped)
         }
     };
-    Ok(files.into_iter().map(SourceKind::File).collect())
+    let ids = clip_ids(&files);
+    Ok(Sources {
+        list: files
+            .into_iter()
+            .zip(ids)
+            .map(|(p, clip_id)| Source {
+                kind: SourceKind::File(p),
+                clip_id,
+            })
+            .collect(),
+        skipped,
+    })
+}
+
+fn left_out(skipped: &[Skipped]) -> String {
+    if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} other entries left out, e.g. {}: {})",
+            skipped.len(),
+            skipped[0].path.display(),
+            skipped[0].reason
+        )
+    }
 }
 
 /// Totals of a run, logged at the end and carried by the [`StreamEnd`].
@@ -105,7 +191,7 @@ pub enum Step {
 
 /// Reads the configured sources and turns them into messages.
 pub struct Ingest {
-    queue: std::collections::VecDeque<(SourceKind, u32)>,
+    queue: std::collections::VecDeque<(Source, u32)>,
     loops: u32,
     encoding: Encoding,
     resize: Option<[u32; 2]>,
@@ -121,9 +207,23 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(cfg: &IngestConfig, sources: Vec<SourceKind>) -> Self {
+    /// Reads `sources` in order; the entries they left out are logged here, one line each,
+    /// and those named like a video are counted as bad sources.
+    pub fn new(cfg: &IngestConfig, sources: Sources) -> Self {
+        for s in &sources.skipped {
+            if s.bad {
+                tracing::warn!(path = %s.path.display(), "bad source, left out: {}", s.reason);
+            } else {
+                tracing::info!(path = %s.path.display(), "left out: {}", s.reason);
+            }
+        }
+        let skipped = sources.skipped.iter().filter(|s| s.bad).count() as u64;
+        let sources = sources.list;
         // A camera is one endless clip; repeating it makes no sense.
-        let loops = if sources.iter().any(|s| matches!(s, SourceKind::Camera(_))) {
+        let loops = if sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Camera(_)))
+        {
             1
         } else {
             cfg.loops
@@ -141,7 +241,10 @@ impl Ingest {
             current: None,
             image_seq: 0,
             control_seq: 0,
-            totals: IngestTotals::default(),
+            totals: IngestTotals {
+                bad_sources: skipped,
+                ..IngestTotals::default()
+            },
             finished: false,
             sent_messages: 0,
         }
@@ -188,13 +291,13 @@ impl Ingest {
 
     /// Opens sources until one yields a first frame; false when none is left.
     fn open_next(&mut self) -> bool {
-        while let Some((kind, pass)) = self.queue.pop_front() {
+        while let Some((source, pass)) = self.queue.pop_front() {
             let clip_id = if self.loops > 1 {
-                format!("{}@{pass}", kind.clip_id())
+                format!("{}@{pass}", source.clip_id)
             } else {
-                kind.clip_id()
+                source.clip_id.clone()
             };
-            match self.open_clip(&kind, clip_id) {
+            match self.open_clip(&source.kind, clip_id) {
                 Ok(clip) => {
                     tracing::info!(source = %clip.name, clip = %clip.clip_id, fps = clip.source.fps(), "reading clip");
                     self.current = Some(clip);

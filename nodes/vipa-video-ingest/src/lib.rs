@@ -23,4 +23,4 @@ pub mod resample;
 pub mod source;
 
 pub use config::IngestConfig;
-pub use ingest::{Ingest, IngestError, IngestTotals, Step};
+pub use ingest::{Ingest, IngestError, IngestTotals, Source, Sources, Step};

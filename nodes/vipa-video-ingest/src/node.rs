@@ -85,7 +85,11 @@ impl Flow {
 /// Runs the node until the stream is done (or dora stops it).
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: IngestConfig) -> eyre::Result<()> {
     let sources = resolve_sources(&cfg).wrap_err("cannot resolve the video sources")?;
-    tracing::info!(sources = sources.len(), "starting ingest");
+    tracing::info!(
+        sources = sources.len(),
+        left_out = sources.skipped.len(),
+        "starting ingest"
+    );
     let inputs = &node.node_config().inputs;
     let mut flow = Flow {
         use_ack: inputs.contains_key(&DataId::from(INPUT_ACK.to_owned())),

@@ -198,18 +198,176 @@ fn path_to_str<'a>(path: &'a Path, name: &str) -> Result<&'a str, SourceError> {
     })
 }
 
-/// Lists the video files of a folder (by extension), sorted by name.
-pub fn list_folder(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// An entry of a folder or glob that is not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: &'static str,
+    /// Named like a video but not readable as one (a folder, a dangling link, a loop): a bad
+    /// source. Otherwise another kind of file (a sidecar, notes), merely not a video.
+    pub bad: bool,
+}
+
+fn has_video_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| crate::config::VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Sorts candidate paths (folder entries, glob matches) into video files to read and entries
+/// that are not, each with its reason: another extension, a folder, a dangling symbolic link
+/// or a link loop (which `is_file` would otherwise drop without a word).
+pub fn sort_candidates(paths: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<Skipped>) {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(folder)? {
-        let path = entry?.path();
-        let is_video = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            crate::config::VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-        });
-        if is_video && path.is_file() {
-            files.push(path);
+    let mut skipped = Vec::new();
+    for path in paths {
+        let reason = if !has_video_extension(&path) {
+            Some("not a video file name (.mp4 .avi .mkv .mov .webm)")
+        } else {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => None,
+                Ok(m) if m.is_dir() => Some("a folder, not a video file"),
+                Ok(_) => Some("not a regular file"),
+                Err(e) if e.raw_os_error() == Some(40) => Some("a symbolic link loop"),
+                Err(_) if std::fs::symlink_metadata(&path).is_ok() => {
+                    Some("a symbolic link to nothing (dangling)")
+                }
+                Err(_) => Some("cannot be read"),
+            }
+        };
+        match reason {
+            None => files.push(path),
+            Some(reason) => {
+                let bad = has_video_extension(&path);
+                skipped.push(Skipped { path, reason, bad });
+            }
         }
     }
     files.sort();
-    Ok(files)
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    (files, skipped)
+}
+
+/// Lists a folder's entries (not recursing), as [`sort_candidates`] sorts them. Files of
+/// another kind (the sidecars next to the videos) are not reported: a folder of videos holds
+/// them by design.
+pub fn list_folder(folder: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(folder)? {
+        paths.push(entry?.path());
+    }
+    let (files, mut skipped) = sort_candidates(paths);
+    skipped.retain(|s| s.bad);
+    Ok((files, skipped))
+}
+
+/// Clip ids for `files`, unique per run: the file stem (`clip_0001`, what the synthetic
+/// world's sidecars are named after) where that is unique; the file name with its extension
+/// where two files share a stem (`b.avi`, `b.mp4`); the path relative to the files' common
+/// folder where two share a name too (`day1/b.mp4`, `day2/b.mp4`).
+pub fn clip_ids(files: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let count = |ids: &[String], id: &str| ids.iter().filter(|x| *x == id).count();
+    let stems: Vec<String> = files.iter().map(|p| stem(p)).collect();
+    let names: Vec<String> = files.iter().map(|p| name(p)).collect();
+    // The deepest folder every file is in.
+    let mut common: Option<PathBuf> = files
+        .first()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    for p in files {
+        while let Some(c) = &common {
+            if p.starts_with(c) {
+                break;
+            }
+            common = c.parent().map(Path::to_path_buf);
+        }
+    }
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if count(&stems, &stems[i]) == 1 {
+                stems[i].clone()
+            } else if count(&names, &names[i]) == 1 {
+                names[i].clone()
+            } else {
+                common
+                    .as_deref()
+                    .and_then(|c| p.strip_prefix(c).ok())
+                    .unwrap_or(p)
+                    .display()
+                    .to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(paths: &[&str]) -> Vec<String> {
+        clip_ids(&paths.iter().map(PathBuf::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn clip_ids_are_stems_unless_that_would_merge_two_videos() {
+        assert_eq!(
+            ids(&["v/clip_0000.mp4", "v/clip_0001.mp4"]),
+            ["clip_0000", "clip_0001"]
+        );
+        assert_eq!(
+            ids(&["v/a.mp4", "v/b.avi", "v/b.mp4"]),
+            ["a", "b.avi", "b.mp4"]
+        );
+        assert_eq!(
+            ids(&["data/day1/b.mp4", "data/day2/b.mp4", "data/day2/c.mp4"]),
+            ["day1/b.mp4", "day2/b.mp4", "c"]
+        );
+    }
+
+    #[test]
+    fn folders_links_and_other_files_are_skipped_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("ok.mp4"), b"x").unwrap();
+        std::fs::write(d.join("notes.txt"), b"x").unwrap();
+        std::fs::create_dir(d.join("x.mp4")).unwrap();
+        std::os::unix::fs::symlink(d.join("gone.mp4"), d.join("dangling.mp4")).unwrap();
+        std::os::unix::fs::symlink(d.join("loop.mp4"), d.join("loop.mp4")).unwrap();
+        let (files, skipped) = list_folder(d).unwrap();
+        assert_eq!(files, [d.join("ok.mp4")]);
+        let why: Vec<(String, &str, bool)> = skipped
+            .iter()
+            .map(|s| {
+                let name = s.path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, s.reason, s.bad)
+            })
+            .collect();
+        // notes.txt is not a video and, in a folder, not worth a word (sidecars live there).
+        assert_eq!(
+            why,
+            [
+                (
+                    "dangling.mp4".to_owned(),
+                    "a symbolic link to nothing (dangling)",
+                    true
+                ),
+                ("loop.mp4".to_owned(), "a symbolic link loop", true),
+                ("x.mp4".to_owned(), "a folder, not a video file", true),
+            ]
+        );
+        let (_, from_glob) = sort_candidates(vec![d.join("notes.txt")]);
+        assert_eq!(from_glob.len(), 1);
+        assert!(!from_glob[0].bad);
+    }
 }

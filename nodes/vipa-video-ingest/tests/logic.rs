@@ -203,3 +203,56 @@ fn a_missing_folder_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Two files with the same name in two folders stay two clips (the stem alone would merge
+/// them into one clip announcing the frames of one).
+#[test]
+fn files_that_share_a_name_stay_separate_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("day1"), dir.path().join("day2"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    write_clip(&d1.join("b.mp4"), 2, [200, 0, 0]);
+    write_clip(&d2.join("b.mp4"), 3, [0, 0, 200]);
+    let cfg = files_cfg(&[d1.join("b.mp4"), d2.join("b.mp4")], "");
+    let (out, _) = run_all(&cfg);
+    let ends: Vec<(String, u64)> = out
+        .on(OUTPUT_CLIP_END)
+        .filter_map(|s| s.decode::<ClipEnd>().ok())
+        .map(|c| (c.header.clip_id, c.frames))
+        .collect();
+    assert_eq!(
+        ends,
+        [("day1/b.mp4".to_owned(), 2), ("day2/b.mp4".to_owned(), 3)]
+    );
+}
+
+/// A folder or glob with nothing to read is an error, not an empty success; an entry named
+/// like a video that is not one (a folder `x.mp4`) is a bad source, a `.txt` a glob matched is
+/// only left out.
+#[test]
+fn nothing_to_read_is_an_error_and_left_out_entries_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("notes.txt"), b"hello").unwrap();
+    let cfg: IngestConfig =
+        from_yaml_str(&format!("folder: {:?}", d.display().to_string())).unwrap();
+    let err = resolve_sources(&cfg).unwrap_err().to_string();
+    assert!(err.contains("no video file"), "{err}");
+    let glob = format!("glob: {:?}", format!("{}/*", d.display()));
+    let err = resolve_sources(&from_yaml_str(&glob).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("matches no video file"), "{err}");
+
+    // One video among other entries: it is read, the .txt and a folder named x.mp4 are not.
+    write_clip(&d.join("a.mp4"), 2, [0, 200, 0]);
+    std::fs::create_dir(d.join("x.mp4")).unwrap();
+    let cfg: IngestConfig = from_yaml_str(&glob).unwrap();
+    let sources = resolve_sources(&cfg).unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources.skipped.len(), 2, "{:?}", sources.skipped);
+    let (out, _) = run_all(&cfg);
+    let end: StreamEnd = out.on(OUTPUT_CLIP_END).last().unwrap().decode().unwrap();
+    assert_eq!((end.clips, end.frames, end.bad_sources), (1, 2, 1));
+}

@@ -102,7 +102,8 @@ fn run() -> eyre::Result<()> {
     let yml = flow.write_to(d)?;
     eprintln!("running ingest.yml…");
     let run = dora_run(&yml, Duration::from_secs(120))?;
-    if !run.success {
+    // frame-check fails on an incomplete stream; its summary still says what arrived.
+    if !run.success && !summary_path.exists() {
         bail!("dora run ingest.yml failed:\n{}", run.log);
     }
     let s = read_summary(&summary_path).wrap_err("ingest run")?;
@@ -132,10 +133,11 @@ fn run() -> eyre::Result<()> {
     let yml = flow.write_to(d)?;
     eprintln!("running bench-transport.yml…");
     let run = dora_run(&yml, Duration::from_secs(120))?;
-    if !run.success {
+    if !run.success && !lat_path.exists() {
         bail!("dora run bench-transport.yml failed:\n{}", run.log);
     }
     let l = read_summary(&lat_path).wrap_err("transport run")?;
+    let lat_delivered = l["all_delivered"].as_bool().unwrap_or(false);
     let ms = |key: &str| l["latency"][key].as_f64().unwrap_or(f64::NAN) / 1e6;
 
     println!("vipa ingest/transport benchmark (640x480, dev profile, one machine)");
@@ -150,7 +152,7 @@ fn run() -> eyre::Result<()> {
     );
     println!("| node / raw | {:.2} |", node_fps / raw_fps);
     println!(
-        "| transport latency, {} frames at 50 Hz: p50 | {:.3} ms |",
+        "| transport latency, {} frames at 50 Hz (all delivered: {lat_delivered}): p50 | {:.3} ms |",
         l["latency"]["count"],
         ms("p50_ns")
     );
