@@ -80,6 +80,8 @@ pub struct Evaluator {
     checkpoint: Option<PathBuf>,
     trained_steps: Option<u64>,
     scored: Vec<EvalAnswer>,
+    /// How many of `scored` parse (kept as they come, for the progress line).
+    parsed: usize,
     examples: Vec<EvalExample>,
     without_truth: usize,
     started: Instant,
@@ -135,6 +137,7 @@ impl Evaluator {
             checkpoint,
             trained_steps,
             scored: Vec::new(),
+            parsed: 0,
             examples: Vec::new(),
             without_truth: 0,
             started: Instant::now(),
@@ -194,14 +197,17 @@ impl Evaluator {
             None
         };
         match truth {
-            Some(truth) => self.scored.push(EvalAnswer {
-                clip_id: s.clip_id.clone(),
-                task: s.task.as_str().to_owned(),
-                question: s.question.clone(),
-                reference: s.answer.clone(),
-                generated: text,
-                truth,
-            }),
+            Some(truth) => {
+                self.parsed += usize::from(parse_answer(&text).is_some());
+                self.scored.push(EvalAnswer {
+                    clip_id: s.clip_id.clone(),
+                    task: s.task.as_str().to_owned(),
+                    question: s.question.clone(),
+                    reference: s.answer.clone(),
+                    generated: text,
+                    truth,
+                });
+            }
             None => {
                 self.without_truth += 1;
                 tracing::debug!(question = %s.question_id, "no numeric truth: not scored");
@@ -225,22 +231,17 @@ impl Evaluator {
         let Some(file) = self.progress.as_mut() else {
             return;
         };
-        let n = self.scored.len().max(1) as f64;
-        let parsed = self
-            .scored
-            .iter()
-            .filter(|a| parse_answer(&a.generated).is_some())
-            .count() as f64;
+        let done = (self.scored.len() + self.without_truth) as u64;
         let elapsed = self.started.elapsed().as_secs_f64();
         let p = Progress {
             phase: "eval".into(),
-            done: (self.scored.len() + self.without_truth) as u64,
+            done,
             total: self.cfg.eval.max_samples,
             unit: "answers".into(),
             message: format!(
                 "{:.0} % parsed | {:.2} answers/s",
-                100.0 * parsed / n,
-                (self.scored.len() + self.without_truth) as f64 / elapsed.max(1e-9)
+                100.0 * self.parsed as f64 / self.scored.len().max(1) as f64,
+                done as f64 / elapsed.max(1e-9)
             ),
             elapsed_s: elapsed,
             finished,

@@ -276,9 +276,17 @@ pub fn clip_ids(files: &[PathBuf]) -> Vec<String> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| p.display().to_string())
     };
-    let count = |ids: &[String], id: &str| ids.iter().filter(|x| *x == id).count();
+    // How often each id occurs: one pass, so a folder of thousands of files stays linear.
+    let counts = |ids: &[String]| {
+        let mut c: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for id in ids {
+            *c.entry(id.clone()).or_default() += 1;
+        }
+        c
+    };
     let stems: Vec<String> = files.iter().map(|p| stem(p)).collect();
     let names: Vec<String> = files.iter().map(|p| name(p)).collect();
+    let (stem_counts, name_counts) = (counts(&stems), counts(&names));
     // The deepest folder every file is in.
     let mut common: Option<PathBuf> = files
         .first()
@@ -295,9 +303,9 @@ pub fn clip_ids(files: &[PathBuf]) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            if count(&stems, &stems[i]) == 1 {
+            if stem_counts[&stems[i]] == 1 {
                 stems[i].clone()
-            } else if count(&names, &names[i]) == 1 {
+            } else if name_counts[&names[i]] == 1 {
                 names[i].clone()
             } else {
                 common
