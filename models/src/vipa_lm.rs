@@ -270,6 +270,17 @@ impl VipaLm {
     pub fn generate(&self, prompt: &Tensor, cfg: &GenerationConfig) -> Result<Generation> {
         self.llm.generate_from_embeds(&prompt.detach(), cfg)
     }
+
+    /// Generates an answer after each prompt (`[1, seq_r, hidden]`) in one left-padded batch
+    /// ([`CausalLm::generate_batch_from_embeds`]): the same answers as [`Self::generate`]
+    /// one at a time, for a fraction of the weight reads.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Tensor],
+        cfg: &GenerationConfig,
+    ) -> Result<Vec<Generation>> {
+        self.llm.generate_batch_from_embeds(prompts, cfg)
+    }
 }
 
 #[cfg(test)]

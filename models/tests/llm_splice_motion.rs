@@ -263,3 +263,92 @@ fn motion_waypoint_generation_cycles_axes() {
         .to_string();
     assert!(err.contains("extend the checkpoint"), "{err}");
 }
+
+/// Left-padded batched generation gives every row the tokens it gets alone, with rows of
+/// different prompt lengths and rows that stop at different steps; the padded prefill's last
+/// logits match the unpadded ones.
+#[test]
+fn batched_generation_matches_one_at_a_time() {
+    for arch in ["llama", "qwen3"] {
+        let m = model(arch);
+        let prompts: [&[u32]; 4] = [&[5, 6, 7], &[9], &[3, 17, 4, 8, 21, 2], &[11, 12]];
+        let embeds: Vec<Tensor> = prompts
+            .iter()
+            .map(|p| {
+                m.embed(&Tensor::new(*p, &Device::Cpu).unwrap().unsqueeze(0).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        // A stop token that some rows emit early: the most common first greedy token.
+        let free: Vec<Vec<u32>> = embeds
+            .iter()
+            .map(|e| {
+                m.generate_from_embeds(e, &GenerationConfig::greedy(10, vec![]))
+                    .unwrap()
+                    .tokens
+            })
+            .collect();
+        let stop = free[0][2];
+        for cfg in [
+            GenerationConfig::greedy(10, vec![]),
+            GenerationConfig::greedy(10, vec![stop]),
+        ] {
+            let alone: Vec<_> = embeds
+                .iter()
+                .map(|e| m.generate_from_embeds(e, &cfg).unwrap())
+                .collect();
+            let batched = m.generate_batch_from_embeds(&embeds, &cfg).unwrap();
+            assert_eq!(batched, alone, "{arch}, stop tokens {:?}", cfg.stop_tokens);
+        }
+        let cfg = GenerationConfig::greedy(10, vec![stop]);
+        let alone = m.generate_from_embeds(&embeds[0], &cfg).unwrap();
+        assert!(
+            alone.tokens.len() < 10,
+            "{arch}: the stop token must end row 0 early for this test to mean anything"
+        );
+
+        // The padded prefill's last logits, row by row, against each prompt alone.
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap();
+        let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let rows: Vec<Tensor> = embeds
+            .iter()
+            .zip(&pads)
+            .map(|(e, &pad)| {
+                let filler =
+                    Tensor::zeros((1, pad, e.dim(2).unwrap()), DType::F32, &Device::Cpu).unwrap();
+                Tensor::cat(&[&filler, e], 1).unwrap()
+            })
+            .collect();
+        let mut cache = vipa_models::llm::KvCache::left_padded(m.config().num_hidden_layers, pads);
+        let batch = m
+            .last_logits(&Tensor::cat(&rows, 0).unwrap(), 0, Some(&mut cache))
+            .unwrap();
+        for (r, e) in embeds.iter().enumerate() {
+            let one = m.last_logits(e, 0, None).unwrap().squeeze(0).unwrap();
+            let d = max_abs_diff(&batch.get(r).unwrap(), &one);
+            assert!(d < 1e-5, "{arch} row {r}: padded logits differ by {d}");
+        }
+    }
+}
+
+#[test]
+fn batched_generation_refuses_bad_prompts() {
+    let m = model("llama");
+    let ok = m
+        .embed(&Tensor::new(&[[5u32, 6]], &Device::Cpu).unwrap())
+        .unwrap();
+    let two = m
+        .embed(&Tensor::new(&[[5u32, 6], [7, 8]], &Device::Cpu).unwrap())
+        .unwrap();
+    let cfg = GenerationConfig::greedy(3, vec![]);
+    let err = m
+        .generate_batch_from_embeds(&[ok.clone(), two], &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prompt 1"), "{err}");
+    assert!(m.generate_batch_from_embeds(&[], &cfg).unwrap().is_empty());
+    let none = m
+        .generate_batch_from_embeds(&[ok], &GenerationConfig::greedy(0, vec![]))
+        .unwrap();
+    assert!(none[0].tokens.is_empty());
+}

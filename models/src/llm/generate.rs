@@ -6,7 +6,7 @@ use candle_core::{DType, Result, Tensor, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::model::CausalLm;
+use super::model::{CausalLm, KvCache};
 use super::motion::{Axis, MOTION_BINS, MotionVocab};
 
 /// How the next token is chosen from the logits.
@@ -246,6 +246,96 @@ impl CausalLm {
                 });
             }
             let ids = Tensor::new(&[next], self.device())?.unsqueeze(0)?;
+            let embeds = self.embed(&ids)?.detach();
+            logits = self.last_logits(&embeds, cache.len(), Some(&mut cache))?;
+        }
+    }
+
+    /// Generates after each of several prompts at once (`prompts[r]: [1, seq_r, hidden]`),
+    /// as [`Self::generate_from_embeds`] would for each alone: the prompts are left-padded to
+    /// one length and run as one batch, so every step reads the weights once for all rows.
+    /// Rows that stop early keep their result; the batch runs until every row has stopped.
+    ///
+    /// The tokens equal the one-at-a-time ones up to floating-point reassociation in the
+    /// batched matrix products (a greedy tie between two logits could then break the other
+    /// way).
+    pub fn generate_batch_from_embeds(
+        &self,
+        prompts: &[Tensor],
+        cfg: &GenerationConfig,
+    ) -> Result<Vec<Generation>> {
+        let n = prompts.len();
+        let mut lens = Vec::with_capacity(n);
+        for (r, p) in prompts.iter().enumerate() {
+            let (b, seq, _) = p.dims3()?;
+            if b != 1 {
+                bail!("prompt {r} of the batch is a batch of {b}; pass one sequence per prompt");
+            }
+            if seq == 0 {
+                bail!("prompt {r} of the batch is empty; generation needs a non-empty prompt");
+            }
+            lens.push(seq);
+        }
+        let mut samplers = (0..n)
+            .map(|_| Sampler::new(cfg, self.config().vocab_size))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out: Vec<Option<Generation>> = vec![None; n];
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if cfg.max_new_tokens == 0 {
+            return Ok((0..n)
+                .map(|_| Generation {
+                    tokens: Vec::new(),
+                    stop: StopReason::MaxTokens,
+                })
+                .collect());
+        }
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let pads: Vec<usize> = lens.iter().map(|&l| longest - l).collect();
+        let rows = prompts
+            .iter()
+            .zip(&pads)
+            .map(|(p, &pad)| {
+                let p = p.detach();
+                if pad == 0 {
+                    return Ok(p);
+                }
+                let (_, _, h) = p.dims3()?;
+                let filler = Tensor::zeros((1, pad, h), p.dtype(), p.device())?;
+                Tensor::cat(&[&filler, &p], 1)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut cache = KvCache::left_padded(self.config().num_hidden_layers, pads);
+        let mut logits = self.last_logits(&Tensor::cat(&rows, 0)?, 0, Some(&mut cache))?;
+        let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(cfg.max_new_tokens); n];
+        loop {
+            let mut next = Vec::with_capacity(n);
+            for r in 0..n {
+                if let Some(g) = &out[r] {
+                    // Finished: feed its last token again; its logits are never read.
+                    next.push(*g.tokens.last().unwrap_or(&0));
+                    continue;
+                }
+                let t = samplers[r].next(&logits.get(r)?, tokens[r].len())?;
+                tokens[r].push(t);
+                next.push(t);
+                if cfg.stop_tokens.contains(&t) {
+                    out[r] = Some(Generation {
+                        tokens: std::mem::take(&mut tokens[r]),
+                        stop: StopReason::StopToken(t),
+                    });
+                } else if tokens[r].len() >= cfg.max_new_tokens {
+                    out[r] = Some(Generation {
+                        tokens: std::mem::take(&mut tokens[r]),
+                        stop: StopReason::MaxTokens,
+                    });
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                return Ok(out.into_iter().flatten().collect());
+            }
+            let ids = Tensor::new(next.as_slice(), self.device())?.unsqueeze(1)?;
             let embeds = self.embed(&ids)?.detach();
             logits = self.last_logits(&embeds, cache.len(), Some(&mut cache))?;
         }

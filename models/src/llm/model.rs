@@ -110,10 +110,17 @@ impl Rotary {
 ///
 /// Inference only: the cached tensors are detached, so no gradient flows into earlier steps.
 /// Holds `f[b, kv_heads, len, head_dim]` per layer, keys already rotated.
+///
+/// A batch of prompts of different lengths is left-padded ([`Self::left_padded`]): row `r`
+/// starts with `left_pad[r]` filler positions that no real position attends to. Rotary
+/// embeddings only see position differences, so a row shifted right by its padding attends
+/// exactly as it would alone.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
+    /// Filler positions at the start of each row (empty: no padding).
+    left_pad: Vec<usize>,
 }
 
 impl KvCache {
@@ -122,7 +129,21 @@ impl KvCache {
         Self {
             layers: vec![None; num_layers],
             len: 0,
+            left_pad: Vec::new(),
         }
+    }
+
+    /// An empty cache for a batch whose row `r` begins with `left_pad[r]` filler positions.
+    pub fn left_padded(num_layers: usize, left_pad: Vec<usize>) -> Self {
+        Self {
+            left_pad,
+            ..Self::new(num_layers)
+        }
+    }
+
+    /// Filler positions at the start of each row (empty when the batch is not padded).
+    pub fn left_pad(&self) -> &[usize] {
+        &self.left_pad
     }
 
     /// Number of cached positions; the next call's `start_pos` must equal it.
@@ -134,10 +155,11 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every position (start a new sequence).
+    /// Forgets every position and the padding (start a new sequence).
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
         self.len = 0;
+        self.left_pad.clear();
     }
 
     /// Appends this step's `k`, `v` to layer `idx` and returns the full keys and values.
@@ -197,11 +219,13 @@ impl Attention {
         })
     }
 
-    /// `xs: [b, seq, hidden]` → `[b, seq, hidden]`.
+    /// `xs: [b, seq, hidden]` → `[b, seq, hidden]`; `mask` from [`attention_mask`] (already
+    /// tiled over the query groups).
     fn forward(
         &self,
         xs: &Tensor,
         rope: &RopeTables,
+        mask: Option<&Tensor>,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Result<Tensor> {
         let (b, seq, _) = xs.dims3()?;
@@ -229,18 +253,14 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        let kv_len = k.dim(2)?;
 
         // Grouped-query attention without copying keys/values: query head `h` uses key/value
         // head `h / groups` (transformers' `repeat_kv`), so folding the group axis into the
         // query-length axis lets each key/value head serve its `groups` query heads in one
-        // matmul. The causal mask is tiled to match.
+        // matmul. The mask is tiled to match.
         let groups = self.heads / self.kv_heads;
         let q = q.reshape((b, self.kv_heads, groups * seq, hd))?;
-        let mask = causal_mask(seq, kv_len, q.dtype(), q.device())?
-            .map(|m| m.repeat((groups, 1)))
-            .transpose()?;
-        let out = ops::attention(&q, &k, &v, mask.as_ref(), 1.0 / (hd as f64).sqrt())?;
+        let out = ops::attention(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?;
         let out = out
             .reshape((b, self.heads, seq, hd))?
             .transpose(1, 2)?
@@ -249,33 +269,51 @@ impl Attention {
     }
 }
 
-/// Additive causal mask `[q_len, kv_len]` for queries at the last `q_len` of `kv_len`
-/// positions: `0` where key `j ≤` the query's position, `-inf` after it. `None` when nothing
-/// is masked (a single new query sees every cached key).
-fn causal_mask(
+/// The additive attention mask (`0` keep, `-inf` drop) for queries at the last `q_len` of
+/// `kv_len` positions, tiled `groups` times along the query axis (see [`Attention::forward`]):
+///
+/// - causal: key `j` is dropped after the query's position;
+/// - left padding (`left_pad[r]` filler positions at the start of row `r`): a real query never
+///   sees a filler key; a filler query sees the fillers before it, so no row is all `-inf`.
+///
+/// `[groups · q_len, kv_len]` without padding, `[b, 1, groups · q_len, kv_len]` with it;
+/// `None` when nothing is dropped (one new query over an unpadded cache).
+fn attention_mask(
     q_len: usize,
     kv_len: usize,
+    groups: usize,
+    left_pad: &[usize],
     dtype: DType,
     device: &Device,
 ) -> Result<Option<Tensor>> {
-    if q_len == 1 {
+    let padded = left_pad.iter().any(|&p| p > 0);
+    if q_len == 1 && !padded {
         return Ok(None);
     }
     let offset = kv_len - q_len;
-    let mask: Vec<f32> = (0..q_len)
-        .flat_map(|i| {
-            (0..kv_len).map(move |j| {
-                if j > offset + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
+    let row = |pad: usize| -> Vec<f32> {
+        let one: Vec<f32> = (0..q_len)
+            .flat_map(|i| {
+                let pos = offset + i;
+                (0..kv_len).map(move |j| {
+                    if j > pos || (j < pad && pos >= pad) {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
             })
-        })
-        .collect();
-    Ok(Some(
-        Tensor::from_vec(mask, (q_len, kv_len), device)?.to_dtype(dtype)?,
-    ))
+            .collect();
+        one.repeat(groups)
+    };
+    let mask = if padded {
+        let b = left_pad.len();
+        let data: Vec<f32> = left_pad.iter().flat_map(|&p| row(p)).collect();
+        Tensor::from_vec(data, (b, 1, groups * q_len, kv_len), device)?
+    } else {
+        Tensor::from_vec(row(0), (groups * q_len, kv_len), device)?
+    };
+    Ok(Some(mask.to_dtype(dtype)?))
 }
 
 /// SwiGLU: `down(silu(gate(x)) * up(x))`.
@@ -332,12 +370,13 @@ impl DecoderLayer {
         &self,
         xs: &Tensor,
         rope: &RopeTables,
+        mask: Option<&Tensor>,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Result<Tensor> {
         let h = (xs
             + self
                 .self_attn
-                .forward(&self.input_layernorm.forward(xs)?, rope, cache)?)?;
+                .forward(&self.input_layernorm.forward(xs)?, rope, mask, cache)?)?;
         &h + self
             .mlp
             .forward(&self.post_attention_layernorm.forward(&h)?)?
@@ -442,15 +481,15 @@ impl CausalLm {
     ///
     /// With a `cache`, `start_pos` must equal `cache.len()`; the new keys/values are appended.
     /// Without one, the sequence attends only to itself (causally), whatever `start_pos` is.
-    /// Batches are not padding-masked: pad on the right and mask the loss, which the causal
-    /// mask makes exact.
+    /// Batches are not padding-masked unless the cache is [`KvCache::left_padded`]: for
+    /// training, pad on the right and mask the loss, which the causal mask makes exact.
     pub fn forward_hidden(
         &self,
         embeds: &Tensor,
         start_pos: usize,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (_, seq, hidden) = embeds.dims3()?;
+        let (b, seq, hidden) = embeds.dims3()?;
         if hidden != self.cfg.hidden_size {
             bail!(
                 "input embeddings have width {hidden}, the LLM expects hidden_size {}",
@@ -468,12 +507,36 @@ impl CausalLm {
                 cache.len()
             );
         }
+        let (kv_len, left_pad) = match cache.as_deref() {
+            Some(c) => (c.len() + seq, c.left_pad().to_vec()),
+            None => (seq, Vec::new()),
+        };
+        if !left_pad.is_empty() && left_pad.len() != b {
+            bail!(
+                "the KV cache is padded for {} rows but the batch has {b}",
+                left_pad.len()
+            );
+        }
         let rope = self
             .rotary
             .tables(start_pos, seq, embeds.dtype(), embeds.device())?;
+        let groups = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
+        let mask = attention_mask(
+            seq,
+            kv_len,
+            groups,
+            &left_pad,
+            embeds.dtype(),
+            embeds.device(),
+        )?;
         let mut xs = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            xs = layer.forward(&xs, &rope, cache.as_deref_mut().map(|c| (c, i)))?;
+            xs = layer.forward(
+                &xs,
+                &rope,
+                mask.as_ref(),
+                cache.as_deref_mut().map(|c| (c, i)),
+            )?;
         }
         if let Some(cache) = cache {
             cache.len += seq;

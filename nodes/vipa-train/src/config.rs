@@ -39,6 +39,7 @@
 //! eval:                   # mode: eval only
 //!   checkpoint: latest    # latest (out_dir/checkpoints) | none (untrained) | a checkpoint folder
 //!   max_new_tokens: 32
+//!   batch_size: 8         # answers generated together (one left-padded batch; same answers)
 //!   max_samples: null     # score at most this many samples
 //!   label: null           # name in eval.json / the ablation table (default: preset + stage)
 //! ```
@@ -66,6 +67,8 @@ pub struct EvalConfig {
     /// `latest`, `none`, or a checkpoint folder.
     pub checkpoint: String,
     pub max_new_tokens: usize,
+    /// Answers generated together in one left-padded batch.
+    pub batch_size: usize,
     pub max_samples: Option<u64>,
     pub label: Option<String>,
 }
@@ -75,6 +78,7 @@ impl Default for EvalConfig {
         Self {
             checkpoint: "latest".into(),
             max_new_tokens: 32,
+            batch_size: 8,
             max_samples: None,
             label: None,
         }
@@ -259,6 +263,9 @@ impl vipa_node_kit::NodeConfig for TrainConfig {
         }
         if self.eval.max_new_tokens == 0 {
             return Err("`eval.max_new_tokens` must be >= 1".into());
+        }
+        if self.eval.batch_size == 0 {
+            return Err("`eval.batch_size` must be >= 1 (1 generates one answer at a time)".into());
         }
         Ok(())
     }

@@ -2,6 +2,10 @@
 //! (greedy, up to `eval.max_new_tokens`), parse it back and score it against the sample's
 //! ground truth with [`vipa_hand3d::evaluate`]: distance error in metres (mean absolute), the
 //! direction score out of 3, and the share of answers that parse at all.
+//!
+//! Answers are generated `eval.batch_size` at a time in one left-padded batch
+//! ([`vipa_models::VipaLm::generate_batch`]): decoding reads the LLM's weights once per step
+//! for the whole batch instead of once per answer, which is most of an answer's cost on a CPU.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,6 +76,12 @@ pub struct EvalReport {
     pub elapsed_s: f64,
 }
 
+/// A sample whose prompt is built, waiting for its batch.
+struct Pending {
+    sample: QaSample,
+    prompt: candle_core::Tensor,
+}
+
 /// Evaluation state.
 pub struct Evaluator {
     cfg: TrainConfig,
@@ -84,6 +94,8 @@ pub struct Evaluator {
     parsed: usize,
     examples: Vec<EvalExample>,
     without_truth: usize,
+    /// Prompts waiting for a full batch (`eval.batch_size`).
+    pending: Vec<Pending>,
     started: Instant,
     /// `<out_dir>/progress.json` (for `vipa-run`), when `progress` is on.
     progress: Option<ProgressFile>,
@@ -140,6 +152,7 @@ impl Evaluator {
             parsed: 0,
             examples: Vec::new(),
             without_truth: 0,
+            pending: Vec::new(),
             started: Instant::now(),
             progress: cfg
                 .progress
@@ -152,9 +165,9 @@ impl Evaluator {
         self.built.model.spatial_width().is_some()
     }
 
-    /// Samples scored so far.
+    /// Samples taken so far (scored, or waiting in the batch being filled).
     pub fn scored(&self) -> u64 {
-        (self.scored.len() + self.without_truth) as u64
+        (self.scored.len() + self.without_truth + self.pending.len()) as u64
     }
 
     /// Whether `eval.max_samples` is reached.
@@ -165,22 +178,62 @@ impl Evaluator {
             .is_some_and(|m| self.scored() >= m)
     }
 
-    /// Generates and scores one answer.
+    /// Takes one sample: builds its prompt, and generates and scores the batch once
+    /// `eval.batch_size` prompts wait.
     pub fn eval_sample(&mut self, j: &Joined) -> eyre::Result<()> {
         let model = &self.built.model;
         let codec = &self.built.codec;
         let (vit, spatial) = inputs(j, model, &self.dev)?;
         let s = &j.sample;
-        let text = (|| -> candle_core::Result<String> {
+        let prompt = (|| -> candle_core::Result<candle_core::Tensor> {
             let images = model.visual_embeds(&vit, spatial.as_ref(), None)?;
-            let prompt =
-                model.prompt_embeds(&codec.prompt(&s.question, j.tokens_2d.len())?, &images)?;
-            let gen_cfg = GenerationConfig::greedy(self.cfg.eval.max_new_tokens, vec![codec.eos()]);
-            let generation = model.generate(&prompt, &gen_cfg)?;
-            codec.decode(&generation.tokens)
+            model.prompt_embeds(&codec.prompt(&s.question, j.tokens_2d.len())?, &images)
         })()
         .map_err(|e| eyre!("{e}"))
-        .wrap_err_with(|| format!("generating an answer for {}", s.question_id))?;
+        .wrap_err_with(|| format!("building the prompt of {}", s.question_id))?;
+        self.pending.push(Pending {
+            sample: s.clone(),
+            prompt,
+        });
+        if self.pending.len() >= self.cfg.eval.batch_size.max(1) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Generates the waiting prompts' answers as one batch and scores them, in arrival order.
+    fn flush(&mut self) -> eyre::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let codec = &self.built.codec;
+        let gen_cfg = GenerationConfig::greedy(self.cfg.eval.max_new_tokens, vec![codec.eos()]);
+        let prompts: Vec<_> = batch.iter().map(|p| p.prompt.clone()).collect();
+        let texts = (|| -> candle_core::Result<Vec<String>> {
+            let generations = self.built.model.generate_batch(&prompts, &gen_cfg)?;
+            generations
+                .iter()
+                .map(|g| codec.decode(&g.tokens))
+                .collect()
+        })()
+        .map_err(|e| eyre!("{e}"))
+        .wrap_err_with(|| {
+            format!(
+                "generating the answers of {} … {}",
+                batch[0].sample.question_id,
+                batch[batch.len() - 1].sample.question_id
+            )
+        })?;
+        for (p, text) in batch.into_iter().zip(texts) {
+            self.score(p.sample, text);
+        }
+        self.report(false);
+        Ok(())
+    }
+
+    /// Scores one generated answer.
+    fn score(&mut self, s: QaSample, text: String) {
         if self.examples.len() < 12 {
             self.examples.push(EvalExample {
                 question_id: s.question_id.clone(),
@@ -192,7 +245,7 @@ impl Evaluator {
         }
         // Table 8 scores the Hand3D-visual answers; motion answers have no such metric.
         let truth = if s.task.stage() == 1 {
-            truth_of(s)
+            truth_of(&s)
         } else {
             None
         };
@@ -200,10 +253,10 @@ impl Evaluator {
             Some(truth) => {
                 self.parsed += usize::from(parse_answer(&text).is_some());
                 self.scored.push(EvalAnswer {
-                    clip_id: s.clip_id.clone(),
+                    clip_id: s.clip_id,
                     task: s.task.as_str().to_owned(),
-                    question: s.question.clone(),
-                    reference: s.answer.clone(),
+                    question: s.question,
+                    reference: s.answer,
                     generated: text,
                     truth,
                 });
@@ -213,17 +266,16 @@ impl Evaluator {
                 tracing::debug!(question = %s.question_id, "no numeric truth: not scored");
             }
         }
-        self.report(false);
-        if self.scored().is_multiple_of(10) {
+        let done = self.scored.len() + self.without_truth;
+        if done.is_multiple_of(10) {
             let so_far = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
             tracing::info!(
-                samples = self.scored(),
+                samples = done,
                 parse_rate = so_far.parse_rate,
                 direction_score = so_far.direction_score,
                 "evaluating"
             );
         }
-        Ok(())
     }
 
     /// Writes the progress file (a failure to write it is logged, never fatal).
@@ -253,6 +305,7 @@ impl Evaluator {
 
     /// Writes `eval.json` (and returns the report).
     pub fn finish(mut self) -> eyre::Result<EvalReport> {
+        self.flush()?;
         self.report(true);
         let overall = evaluate(self.scored.iter().map(|a| (&a.truth, a.generated.as_str())));
         let mut tasks: BTreeMap<String, Vec<(&AnswerTruth, &str)>> = BTreeMap::new();
