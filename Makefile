@@ -137,13 +137,14 @@ fmt:
 
 ## ---- benchmarks --------------------------------------------------------------------------
 
-# Benchmarks print tables; the PyTorch twins need `make torch` first (a ~3 GB venv, never
-# used by tests).
+# Benchmarks print tables (all in `benches/`: the Rust side in the vipa-bench crate, the
+# PyTorch / NumPy twins beside it); the PyTorch twins need `make torch` first (a ~3 GB venv,
+# never used by tests).
 bench: setup data torch weights
 	cargo build -q --workspace --bins
-	target/debug/vipa-bench
+	target/debug/transport-bench
 	VIPA_E2E_NO_BUILD=1 cargo test -q -p vipa-e2e --test annotate -- --ignored --nocapture bench_annotate_throughput
-	cargo run -q -p vipa-hand3d --example hand3d_step -- 5
+	target/debug/hand3d-step 5
 	@.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
 	.venv/bin/python benches/hand3d_step.py
 	target/debug/kernel-bench --steps 7 --slow-steps 2 --rounds 3

@@ -1,4 +1,4 @@
-"""NumPy twin of `cargo run -p vipa-hand3d --example hand3d_step` (nodes/vipa-hand3d/examples):
+"""NumPy twin of `hand3d-step` (benches/src/bin/hand3d-step.rs):
 the per-clip Hand3D step — back-projection, nearest joint sampling, object positions (central
 box median, hand mask, thickness prior), scale calibration (paper: s = median(j_z / P_z)),
 Q&A answers in the paper's form and motion tokens — on the same deterministic 320x240,

@@ -1,4 +1,4 @@
-"""PyTorch twin of `kernel-bench` (models/kernels/src/bin/kernel_bench): the same tiny ViT
+"""PyTorch twin of `kernel-bench` (benches/src/bin/kernel-bench): the same tiny ViT
 (patch 16, width 192, 4 blocks, 3 heads, MLP 768, tanh-GELU, mean-pooled, 10 classes; 55
 tensors, 1.97 M params), one fwd + bwd + AdamW step at batch 8, 224 px, 2 threads, plus a
 1024^2 f32 matmul. Prints `RESULT case median_ms min_ms peak_rss_mib grads vars loss` lines.

@@ -1,4 +1,4 @@
-"""PyTorch twin of `model-bench` (models/src/bin/model-bench.rs): one training step of the
+"""PyTorch twin of `model-bench` (benches/src/bin/model-bench.rs): one training step of the
 `small` VIPA preset, built from transformers where it exists upstream.
 
 - semantic encoder: transformers' `InternVLVisionModel` (224 px, patch 14, width 384, 6 heads,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use vipa_e2e::dora_run;
 use vipa_hand3d::backend::ScaledBackend;
 use vipa_hand3d::frames::read_clip_frames;
-use vipa_hand3d::synth::clip_seed;
+use vipa_hand3d::truth::clip_seed;
 use vipa_hand3d::{DatasetReader, Split};
 use vipa_synth::{SynthConfig, generate_clip, write_clip};
 

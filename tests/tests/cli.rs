@@ -22,14 +22,15 @@ const NODES: [(&str, &str); 10] = [
 ];
 
 /// The tools (flags on the command line).
-const TOOLS: [&str; 7] = [
+const TOOLS: [&str; 8] = [
     "vipa-run",
     "vipa-synth",
     "vipa-ablation",
-    "vipa-bench",
+    "transport-bench",
     "train-bench",
     "model-bench",
     "kernel-bench",
+    "hand3d-step",
 ];
 
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {

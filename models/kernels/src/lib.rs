@@ -28,7 +28,6 @@
 
 mod adamw;
 mod attention;
-pub mod bench;
 #[cfg(feature = "blas")]
 mod blas;
 mod cpu;

@@ -17,7 +17,7 @@
 //!
 //! # Flow control
 //! Every ingest message handled (a joined frame, a finished clip, the stream end) raises the
-//! running count sent on [`OUTPUT_ACK`]. Ingest keeps at most `max_in_flight` messages un-acked,
+//! running count sent on [`ports::ACK`]. Ingest keeps at most `max_in_flight` messages un-acked,
 //! so no queue of the graph ever holds more than that many frames and dora's drop-oldest
 //! queues never drop one; the sequence check on every input proves it.
 
@@ -34,22 +34,16 @@ use vipa_hand3d::{
     ClipInputs, ClipMeta, FrameInput, FrameObservation, Hand3dError, HandInput, ObjectInput, Side,
     annotate_clip, observe_frame,
 };
+use vipa_msgs::ports;
 use vipa_msgs::{
     Ack, ClipEnd, Control, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, PointMap,
     StreamEnd, StreamHeader, kind_of,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqStats, SeqTracker};
-use vipa_synth::sidecar::{ClipTruth, read_clip_truth};
+use vipa_truth::{ClipTruth, read_clip_truth, sidecar_path};
 
 use crate::config::{AnnotateConfig, ObjectSource};
 
-/// Input ids.
-pub const INPUT_IMAGE: &str = "image";
-pub const INPUT_POINTMAP: &str = "pointmap";
-pub const INPUT_HANDS: &str = "hands";
-pub const INPUT_CLIP_END: &str = "clip_end";
-/// Output id of flow-control acks (to video-ingest's `ack` input).
-pub const OUTPUT_ACK: &str = "ack";
 /// `kind` of the lift nodes' frame-error markers, and the key of their reason.
 pub const FRAME_ERROR_KIND: &str = "frame_error";
 pub const KEY_ERROR: &str = "error";
@@ -229,15 +223,15 @@ impl Annotator {
         self.started.get_or_insert_with(Instant::now);
         let before = self.handled;
         match msg.id.as_str() {
-            INPUT_IMAGE => self.on_image(msg)?,
-            INPUT_POINTMAP => self.on_pointmap(msg)?,
-            INPUT_HANDS => self.on_hands(msg)?,
-            INPUT_CLIP_END => self.on_control(msg)?,
+            ports::IMAGE => self.on_image(msg)?,
+            ports::POINTMAP => self.on_pointmap(msg)?,
+            ports::HANDS => self.on_hands(msg)?,
+            ports::CLIP_END => self.on_control(msg)?,
             other => tracing::warn!(input = other, "ignoring unexpected input"),
         }
         if self.handled != before {
             out.send(
-                OUTPUT_ACK,
+                ports::ACK,
                 &Ack {
                     seq: self.ack_seq,
                     received: self.handled,
@@ -256,7 +250,7 @@ impl Annotator {
                 return Ok(());
             }
         };
-        self.seq.observe(INPUT_IMAGE, image.header.seq);
+        self.seq.observe(ports::IMAGE, image.header.seq);
         self.report.frames_received += 1;
         let key = self.key(&image.header);
         self.partial.entry(key.clone()).or_default().image = Some(image);
@@ -269,7 +263,7 @@ impl Annotator {
         }) else {
             return Ok(());
         };
-        self.seq.observe(INPUT_POINTMAP, header.seq);
+        self.seq.observe(ports::POINTMAP, header.seq);
         let key = self.key(&header);
         self.partial.entry(key.clone()).or_default().pointmap = Some(part);
         self.try_join(key)
@@ -281,7 +275,7 @@ impl Annotator {
         }) else {
             return Ok(());
         };
-        self.seq.observe(INPUT_HANDS, header.seq);
+        self.seq.observe(ports::HANDS, header.seq);
         let key = self.key(&header);
         self.partial.entry(key.clone()).or_default().hands = Some(part);
         self.try_join(key)
@@ -291,11 +285,11 @@ impl Annotator {
         let control = match Control::from_arrow(msg.array.as_ref(), &msg.meta) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!("bad message on `{INPUT_CLIP_END}`: {e}");
+                tracing::error!("bad message on `{}`: {e}", ports::CLIP_END);
                 return Ok(());
             }
         };
-        self.seq.observe(INPUT_CLIP_END, control.seq());
+        self.seq.observe(ports::CLIP_END, control.seq());
         match control {
             Control::ClipEnd(end) => {
                 let clip_id = end.header.clip_id.clone();
@@ -340,10 +334,7 @@ impl Annotator {
             );
             (None, None)
         } else {
-            let path = self
-                .cfg
-                .clip_info_dir
-                .join(format!("{clip_id}.truth.parquet"));
+            let path = sidecar_path(&self.cfg.clip_info_dir, clip_id);
             if path.is_file() {
                 match read_clip_truth(&path) {
                     Ok(t) => (Some(t), None),
@@ -402,7 +393,7 @@ impl Annotator {
     /// answer each image with exactly one message, in order, so their `seq` follows the image
     /// `seq`; once all three streams are past a clip's last frame, nothing more of it can come.
     fn inputs_past(&self, last_seq: u64) -> bool {
-        [INPUT_IMAGE, INPUT_POINTMAP, INPUT_HANDS]
+        [ports::IMAGE, ports::POINTMAP, ports::HANDS]
             .iter()
             .all(|input| {
                 self.seq
@@ -821,7 +812,7 @@ fn observe(clip: &mut ClipState, part: Partial, cfg: &AnnotateConfig) {
             .frames
             .iter()
             .find(|f| f.frame_idx == idx)
-            .map(|f| vipa_hand3d::synth::frame_parts(f).1)
+            .map(|f| vipa_hand3d::truth::frame_parts(f).1)
             .unwrap_or_default(),
         _ => Vec::new(),
     };

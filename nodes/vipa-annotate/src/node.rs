@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
+use vipa_msgs::ports;
 use vipa_node_kit::{DoraOutputs, InputMsg, LingerEnd, linger};
 
-use crate::annotate::{Annotator, INPUT_IMAGE};
+use crate::annotate::Annotator;
 use crate::config::AnnotateConfig;
 
 /// Runs the node until the dataset is finished (or the inputs close / dora stops it).
@@ -26,7 +27,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: AnnotateConfig) -> 
             }
             Event::InputClosed { id } => {
                 tracing::info!(input = %id, "input closed");
-                image_closed |= id.as_str() == INPUT_IMAGE;
+                image_closed |= id.as_str() == ports::IMAGE;
             }
             Event::Stop(cause) => tracing::info!(?cause, "stop"),
             Event::Error(e) => tracing::warn!("event stream error: {e}"),
@@ -41,7 +42,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: AnnotateConfig) -> 
         let end = linger(
             &mut events,
             grace,
-            |e| matches!(e, Event::InputClosed { id } if id.as_str() == INPUT_IMAGE),
+            |e| matches!(e, Event::InputClosed { id } if id.as_str() == ports::IMAGE),
         );
         if end == LingerEnd::TimedOut {
             tracing::warn!(

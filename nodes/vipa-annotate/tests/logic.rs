@@ -10,7 +10,7 @@ use arrow::array::UInt8Array;
 use vipa_annotate::{AnnotateConfig, Annotator, REPORT_FILE};
 use vipa_hand3d::backend::sidecar_point_map;
 use vipa_hand3d::frames::read_clip_frames;
-use vipa_hand3d::synth::intrinsics;
+use vipa_hand3d::truth::intrinsics;
 use vipa_hand3d::{DatasetReader, Split};
 use vipa_msgs::{
     Ack, ClipEnd, Encoding, Hand, HandSide, HandsMsg, ImageFrame, MetaValue, Payload, PointMap,

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
+use vipa_msgs::ports;
 use vipa_node_kit::{DoraOutputs, InputMsg, LingerEnd, linger};
 
 use crate::config::ReaderConfig;
-use crate::reader::{IN_REQUEST, Reader};
+use crate::reader::Reader;
 
 /// Runs the reader until the data ends (and the requester is gone) or dora stops it.
 pub fn run(mut node: DoraNode, mut events: EventStream, cfg: ReaderConfig) -> eyre::Result<()> {
@@ -26,7 +27,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: ReaderConfig) -> ey
                     break;
                 }
             }
-            Event::InputClosed { id } if id.as_str() == IN_REQUEST => {
+            Event::InputClosed { id } if id.as_str() == ports::REQUEST => {
                 tracing::warn!("the requester went away before the end of the data");
                 break;
             }
@@ -45,7 +46,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: ReaderConfig) -> ey
         let end = linger(
             &mut events,
             grace,
-            |e| matches!(e, Event::InputClosed { id } if id.as_str() == IN_REQUEST),
+            |e| matches!(e, Event::InputClosed { id } if id.as_str() == ports::REQUEST),
         );
         if end == LingerEnd::TimedOut {
             tracing::info!("exit grace period over");

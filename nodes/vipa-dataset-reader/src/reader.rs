@@ -26,6 +26,7 @@ use arrow::array::ArrayRef;
 
 use vipa_hand3d::frames::{ClipFrames, read_clip_frames};
 use vipa_hand3d::{DatasetReader, Hand3dError, Sample, Split, Task};
+use vipa_msgs::ports;
 use vipa_msgs::{
     Encoding, ImageFrame, MetaValue, Metadata, Payload, PointMap, QaBatch, Request, StreamEnd,
     StreamHeader,
@@ -33,15 +34,6 @@ use vipa_msgs::{
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqEvent, SeqTracker};
 
 use crate::config::ReaderConfig;
-
-/// Input id of the trainer's credits.
-pub const IN_REQUEST: &str = "request";
-/// Output id of the samples (one [`QaBatch`] of one sample per message).
-pub const OUT_SAMPLE: &str = "sample";
-/// Output id of the frames for the semantic encoder.
-pub const OUT_IMAGE: &str = "image";
-/// Output id of the calibrated point maps for the 3D encoder.
-pub const OUT_POINTMAP: &str = "pointmap";
 
 /// Metadata keys added to the payloads' own keys.
 pub mod keys {
@@ -244,7 +236,7 @@ impl Reader {
 
     /// Handles one input message (only `request` is expected).
     pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), ReaderError> {
-        if msg.id != IN_REQUEST {
+        if msg.id != ports::REQUEST {
             tracing::warn!(input = %msg.id, "ignoring unexpected input");
             return Ok(());
         }
@@ -254,7 +246,7 @@ impl Reader {
 
     /// Adds the request's credits and sends samples until they are used up or the data ends.
     pub fn on_request(&mut self, req: Request, out: &mut impl Outputs) -> Result<(), ReaderError> {
-        match self.seq.observe(IN_REQUEST, req.seq) {
+        match self.seq.observe(ports::REQUEST, req.seq) {
             SeqEvent::InOrder => {}
             SeqEvent::Gap { missing } => {
                 return Err(ReaderError::RequestGap {
@@ -485,15 +477,15 @@ impl Reader {
 
     fn send(&mut self, m: SampleMessages, out: &mut impl Outputs) -> Result<(), ReaderError> {
         for (array, meta) in m.images {
-            out.send_raw(OUT_IMAGE, array, meta)?;
+            out.send_raw(ports::IMAGE, array, meta)?;
             self.totals.images += 1;
         }
         for (array, meta) in m.pointmaps {
-            out.send_raw(OUT_POINTMAP, array, meta)?;
+            out.send_raw(ports::POINTMAP, array, meta)?;
             self.totals.pointmaps += 1;
         }
         let (array, meta) = m.sample;
-        out.send_raw(OUT_SAMPLE, array, meta)?;
+        out.send_raw(ports::SAMPLE, array, meta)?;
         self.totals.samples += 1;
         Ok(())
     }
@@ -505,9 +497,9 @@ impl Reader {
         }
         let t = self.totals;
         for (output, seq) in [
-            (OUT_IMAGE, t.images),
-            (OUT_POINTMAP, t.pointmaps),
-            (OUT_SAMPLE, t.samples),
+            (ports::IMAGE, t.images),
+            (ports::POINTMAP, t.pointmaps),
+            (ports::SAMPLE, t.samples),
         ] {
             let end = StreamEnd {
                 header: StreamHeader {

@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use vipa_dataset_reader::fixture::{plane_depth, write_dataset};
-use vipa_dataset_reader::reader::{OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE, keys};
+use vipa_dataset_reader::reader::keys;
 use vipa_dataset_reader::{Reader, ReaderConfig, ReaderError};
+use vipa_msgs::ports;
 use vipa_msgs::{ImageFrame, MetaValue, PointMap, QaBatch, Request, StreamEnd, kind_of};
 use vipa_node_kit::{RecordingOutputs, Sent, from_yaml_str};
 
@@ -51,14 +52,14 @@ fn sends_exactly_the_requested_samples_with_their_frames() {
     let mut out = RecordingOutputs::new();
     assert!(out.sent.is_empty(), "nothing is sent unrequested");
     request(&mut r, &mut out, 0, 2);
-    assert_eq!(data(&out, OUT_SAMPLE).len(), 2);
+    assert_eq!(data(&out, ports::SAMPLE).len(), 2);
     // A resent request (same seq) adds no credits.
     request(&mut r, &mut out, 0, 2);
-    assert_eq!(data(&out, OUT_SAMPLE).len(), 2);
-    assert_eq!(data(&out, OUT_IMAGE).len(), 4);
-    assert_eq!(data(&out, OUT_POINTMAP).len(), 4);
+    assert_eq!(data(&out, ports::SAMPLE).len(), 2);
+    assert_eq!(data(&out, ports::IMAGE).len(), 4);
+    assert_eq!(data(&out, ports::POINTMAP).len(), 4);
     request(&mut r, &mut out, 1, 1);
-    let samples = data(&out, OUT_SAMPLE);
+    let samples = data(&out, ports::SAMPLE);
     assert_eq!(samples.len(), 3);
     assert!(!r.is_ended());
 
@@ -78,7 +79,7 @@ fn sends_exactly_the_requested_samples_with_their_frames() {
         assert_eq!(b.header.frame_idx, q.frame_indices[1]);
         assert_eq!(q.question_id, format!("{}#{i}", q.clip_id));
         // The sample's frames, in slot order, on both frame outputs.
-        for (out_id, slot_of) in [(OUT_IMAGE, 0usize), (OUT_POINTMAP, 1)] {
+        for (out_id, slot_of) in [(ports::IMAGE, 0usize), (ports::POINTMAP, 1)] {
             let frames: Vec<&Sent> = data(&out, out_id)
                 .into_iter()
                 .filter(|m| int(m, keys::SAMPLE_SEQ) == i as i64)
@@ -105,7 +106,7 @@ fn sends_exactly_the_requested_samples_with_their_frames() {
         }
     }
     // Per-output seq has no gaps.
-    for out_id in [OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE] {
+    for out_id in [ports::IMAGE, ports::POINTMAP, ports::SAMPLE] {
         let seqs: Vec<i64> = out.on(out_id).map(|m| int(m, "seq")).collect();
         assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>(), "{out_id}");
     }
@@ -147,17 +148,17 @@ fn skip_passes_over_samples_and_the_rest_match_an_uninterrupted_stream() {
             b.samples[0].frame_indices.clone(),
         )
     };
-    let want: Vec<_> = data(&all, OUT_SAMPLE)
+    let want: Vec<_> = data(&all, ports::SAMPLE)
         .into_iter()
         .skip(11)
         .map(key)
         .collect();
-    let got: Vec<_> = data(&out, OUT_SAMPLE).into_iter().map(key).collect();
+    let got: Vec<_> = data(&out, ports::SAMPLE).into_iter().map(key).collect();
     assert_eq!(got.len(), 16 - 11);
     assert_eq!(got, want);
     // Frames: only those of the samples sent, with the same pixels.
     let frames = |o: &RecordingOutputs, from: i64| -> Vec<(i64, Vec<u8>)> {
-        data(o, OUT_IMAGE)
+        data(o, ports::IMAGE)
             .into_iter()
             .filter(|m| int(m, keys::SAMPLE_SEQ) >= from)
             .map(|m| {
@@ -167,7 +168,7 @@ fn skip_passes_over_samples_and_the_rest_match_an_uninterrupted_stream() {
             .collect()
     };
     assert_eq!(frames(&out, 0), frames(&all, 11));
-    for out_id in [OUT_IMAGE, OUT_POINTMAP, OUT_SAMPLE] {
+    for out_id in [ports::IMAGE, ports::POINTMAP, ports::SAMPLE] {
         let seqs: Vec<i64> = out.on(out_id).map(|m| int(m, "seq")).collect();
         assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>(), "{out_id}");
     }
@@ -184,7 +185,7 @@ fn ends_every_output_after_the_last_epoch_and_reshuffles_per_epoch() {
     // Ask for more than there is: 2 epochs = 16 samples, then the stream ends.
     request(&mut r, &mut out, 0, 40);
     assert!(r.is_ended());
-    let samples: Vec<QaBatch> = data(&out, OUT_SAMPLE)
+    let samples: Vec<QaBatch> = data(&out, ports::SAMPLE)
         .iter()
         .map(|s| s.decode().unwrap())
         .collect();
@@ -202,9 +203,9 @@ fn ends_every_output_after_the_last_epoch_and_reshuffles_per_epoch() {
     assert_eq!(e0.windows(2).filter(|w| w[0] == w[1]).count(), 0);
     // One StreamEnd per output, last, with the count of messages before it.
     for (out_id, count) in [
-        (OUT_SAMPLE, 2 * n),
-        (OUT_IMAGE, 2 * n),
-        (OUT_POINTMAP, 2 * n),
+        (ports::SAMPLE, 2 * n),
+        (ports::IMAGE, 2 * n),
+        (ports::POINTMAP, 2 * n),
     ] {
         let all: Vec<&Sent> = out.on(out_id).collect();
         let last = all.last().unwrap();
@@ -234,7 +235,7 @@ fn same_seed_same_order_and_max_samples_stops_early() {
         }
         // The 7th sample reached max_samples: the end follows it without another request.
         assert!(r.is_ended());
-        data(&out, OUT_SAMPLE)
+        data(&out, ports::SAMPLE)
             .iter()
             .map(|s| {
                 s.decode::<QaBatch>().unwrap().samples[0]
@@ -261,7 +262,7 @@ fn task_filter_keeps_only_those_tasks() {
     );
     let mut out = RecordingOutputs::new();
     request(&mut r, &mut out, 0, 10);
-    for s in data(&out, OUT_SAMPLE) {
+    for s in data(&out, ports::SAMPLE) {
         let b: QaBatch = s.decode().unwrap();
         assert_ne!(b.samples[0].task.as_str(), "motion_generation");
     }
@@ -283,12 +284,12 @@ fn missing_frames_skip_the_sample_loudly_without_using_a_credit() {
     request(&mut r, &mut out, 2, 5);
     assert!(r.is_ended());
     assert_eq!(r.skipped(), 2);
-    let clips: Vec<String> = data(&out, OUT_SAMPLE)
+    let clips: Vec<String> = data(&out, ports::SAMPLE)
         .iter()
         .map(|s| s.decode::<QaBatch>().unwrap().header.clip_id)
         .collect();
     assert_eq!(clips, vec!["clip_a".to_owned(); 2]);
-    let end: StreamEnd = out.on(OUT_SAMPLE).last().unwrap().decode().unwrap();
+    let end: StreamEnd = out.on(ports::SAMPLE).last().unwrap().decode().unwrap();
     assert_eq!(end.bad_sources, 2);
 }
 

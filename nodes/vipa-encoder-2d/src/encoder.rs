@@ -15,6 +15,7 @@ use vipa_models::checkpoint::Checkpoint;
 use vipa_models::vision::config::InternVlConfig;
 use vipa_models::vision::intern_vit::SemanticEncoder;
 use vipa_models::vision::preprocess::preprocess_rgb;
+use vipa_msgs::ports;
 use vipa_msgs::{ImageFrame, Metadata, MsgError, Payload, StreamHeader, TensorMsg};
 use vipa_node_kit::{
     CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqGap, StreamError, StreamLogic,
@@ -24,10 +25,6 @@ use vipa_node_kit::{
 use crate::config::{Encoder2dConfig, Features};
 use vipa_models::seeded::seeded_builder;
 
-/// Input id of the frames.
-pub const IN_IMAGE: &str = "image";
-/// Output id of the features.
-pub const OUT_TOKENS: &str = "tokens_2d";
 /// Keys copied from an input frame to its features.
 pub const PASS_THROUGH: [&str; 3] = vipa_msgs::meta::keys::SAMPLE_KEYS;
 
@@ -228,7 +225,7 @@ impl Encoder2d {
             values,
         )
         .map_err(|source| EncoderError::Decode {
-            input: OUT_TOKENS.into(),
+            input: ports::TOKENS_2D.into(),
             source,
         })?;
         let (array, mut meta) = msg.to_arrow();
@@ -254,7 +251,7 @@ impl StreamLogic for Encoder2d {
 
     /// Handles one input message.
     fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
-        if msg.id != IN_IMAGE {
+        if msg.id != ports::IMAGE {
             tracing::warn!(input = %msg.id, "ignoring unexpected input");
             return Ok(());
         }
@@ -262,14 +259,14 @@ impl StreamLogic for Encoder2d {
             input: msg.id.clone(),
             source,
         };
-        if self.stream.triage(msg, OUT_TOKENS, out)? != Triage::Data {
+        if self.stream.triage(msg, ports::TOKENS_2D, out)? != Triage::Data {
             return Ok(());
         }
         let frame = ImageFrame::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
         self.stream.seq.observe_gapless(&msg.id, frame.header.seq)?;
         let (shape, values) = self.features(&frame)?;
         let (array, meta) = self.tensor_msg(&frame.header, shape, values, &msg.meta)?;
-        out.send_raw(OUT_TOKENS, array, meta)?;
+        out.send_raw(ports::TOKENS_2D, array, meta)?;
         self.stream.sent += 1;
         Ok(())
     }

@@ -3,8 +3,8 @@
 // Test helpers unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used)]
 
-use vipa_encoder_2d::encoder::{IN_IMAGE, OUT_TOKENS};
 use vipa_encoder_2d::{Encoder2d, Encoder2dConfig, EncoderError};
+use vipa_msgs::ports;
 use vipa_msgs::{
     Encoding, ImageFrame, MetaValue, Payload, StreamEnd, StreamHeader, TensorMsg, kind_of,
 };
@@ -32,7 +32,7 @@ fn input(frame: &ImageFrame, sample_seq: Option<i64>) -> InputMsg {
         meta.insert("n_frames".into(), MetaValue::Integer(1));
     }
     InputMsg {
-        id: IN_IMAGE.into(),
+        id: ports::IMAGE.into(),
         array,
         meta,
     }
@@ -64,7 +64,7 @@ fn tokens_have_the_fusion_input_shape_and_pass_keys_through() {
         )
         .unwrap();
     }
-    let sent: Vec<_> = out.on(OUT_TOKENS).collect();
+    let sent: Vec<_> = out.on(ports::TOKENS_2D).collect();
     assert_eq!(sent.len(), 2);
     for (i, s) in sent.iter().enumerate() {
         let t: TensorMsg = s.decode().unwrap();
@@ -164,14 +164,14 @@ fn stream_end_is_forwarded_and_gaps_are_errors() {
     .to_arrow();
     e.on_input(
         &InputMsg {
-            id: IN_IMAGE.into(),
+            id: ports::IMAGE.into(),
             array,
             meta,
         },
         &mut out,
     )
     .unwrap();
-    assert_eq!(out.on(OUT_TOKENS).count(), 1);
+    assert_eq!(out.on(ports::TOKENS_2D).count(), 1);
     let end = StreamEnd {
         header: StreamHeader {
             seq: 1,
@@ -184,7 +184,7 @@ fn stream_end_is_forwarded_and_gaps_are_errors() {
     let (array, meta) = end.to_arrow();
     e.on_input(
         &InputMsg {
-            id: IN_IMAGE.into(),
+            id: ports::IMAGE.into(),
             array,
             meta,
         },
@@ -192,7 +192,7 @@ fn stream_end_is_forwarded_and_gaps_are_errors() {
     )
     .unwrap();
     assert!(e.is_ended());
-    let last = out.on(OUT_TOKENS).last().unwrap();
+    let last = out.on(ports::TOKENS_2D).last().unwrap();
     assert_eq!(kind_of(&last.meta), Some("stream_end"));
     let fwd: StreamEnd = last.decode().unwrap();
     assert_eq!((fwd.header.seq, fwd.frames, fwd.bad_sources), (1, 1, 2));

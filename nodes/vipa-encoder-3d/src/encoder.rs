@@ -30,6 +30,7 @@ use vipa_models::vision::config::PointMapVitConfig;
 use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
 use vipa_models::vision::spatial::PointMapVit;
+use vipa_msgs::ports;
 use vipa_msgs::{
     ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamHeader, TensorMsg,
 };
@@ -44,12 +45,6 @@ use vipa_models::seeded::seeded_builder;
 /// Tokens on the host: `(shape [tokens, channels], values, per-token validity 0/1)`.
 pub type HostTokens = (Vec<usize>, Vec<f32>, Vec<i64>);
 
-/// Input id of the point maps.
-pub const IN_POINTMAP: &str = "pointmap";
-/// Input id of the RGB frames (backend `cut3r`).
-pub const IN_IMAGE: &str = "image";
-/// Output id of the tokens.
-pub const OUT_TOKENS: &str = "tokens_3d";
 /// Metadata key of the per-token validity (`ListInt` of 0/1).
 pub const TOKEN_VALID: &str = vipa_msgs::meta::keys::TOKEN_VALID;
 /// Keys copied from an input point map to its tokens.
@@ -348,8 +343,9 @@ impl Encoder3d {
             return Err(EncoderError::Model {
                 context: "image input".into(),
                 source: candle_core::Error::Msg(format!(
-                    "backend {:?} encodes point maps; only backend cut3r takes `{IN_IMAGE}`",
-                    self.cfg.backend
+                    "backend {:?} encodes point maps; only backend cut3r takes `{}`",
+                    self.cfg.backend,
+                    ports::IMAGE
                 )),
             });
         };
@@ -406,17 +402,18 @@ impl StreamLogic for Encoder3d {
     /// Handles one input message.
     fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), EncoderError> {
         let data_input = if self.cut3r.is_some() {
-            IN_IMAGE
+            ports::IMAGE
         } else {
-            IN_POINTMAP
+            ports::POINTMAP
         };
         if msg.id != data_input {
-            if self.cut3r.is_some() && msg.id == IN_POINTMAP {
+            if self.cut3r.is_some() && msg.id == ports::POINTMAP {
                 // Dropping it would silently lose a training sample.
                 return Err(EncoderError::Model {
-                    context: format!("input `{IN_POINTMAP}`"),
+                    context: format!("input `{}`", ports::POINTMAP),
                     source: candle_core::Error::Msg(format!(
-                        "backend cut3r encodes RGB frames: wire the frames to `{IN_IMAGE}`"
+                        "backend cut3r encodes RGB frames: wire the frames to `{}`",
+                        ports::IMAGE
                     )),
                 });
             }
@@ -427,7 +424,7 @@ impl StreamLogic for Encoder3d {
             input: msg.id.clone(),
             source,
         };
-        if self.stream.triage(msg, OUT_TOKENS, out)? != Triage::Data {
+        if self.stream.triage(msg, ports::TOKENS_3D, out)? != Triage::Data {
             return Ok(());
         }
         let (header, (shape, values, valid)) = if self.cut3r.is_some() {
@@ -456,13 +453,13 @@ impl StreamLogic for Encoder3d {
             values,
         )
         .map_err(|source| EncoderError::Decode {
-            input: OUT_TOKENS.into(),
+            input: ports::TOKENS_3D.into(),
             source,
         })?;
         let (array, mut meta) = tmsg.to_arrow();
         meta.insert(TOKEN_VALID.into(), MetaValue::ListInt(valid));
         pass_through(&msg.meta, &mut meta);
-        out.send_raw(OUT_TOKENS, array, meta)?;
+        out.send_raw(ports::TOKENS_3D, array, meta)?;
         self.stream.sent += 1;
         Ok(())
     }

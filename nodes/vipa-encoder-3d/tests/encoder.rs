@@ -3,8 +3,9 @@
 // Test helpers unwrap too: a panic there is a failed test with a line number.
 #![allow(clippy::unwrap_used)]
 
-use vipa_encoder_3d::encoder::{IN_POINTMAP, OUT_TOKENS, TOKEN_VALID, resize_nearest};
+use vipa_encoder_3d::encoder::{TOKEN_VALID, resize_nearest};
 use vipa_encoder_3d::{Encoder3d, Encoder3dConfig, EncoderError};
+use vipa_msgs::ports;
 use vipa_msgs::{MetaValue, Payload, PointMap, StreamEnd, StreamHeader, TensorMsg, kind_of};
 use vipa_node_kit::{InputMsg, RecordingOutputs, StreamLogic, from_yaml_str};
 
@@ -39,7 +40,7 @@ fn input(pm: &PointMap) -> InputMsg {
     meta.insert("frame_slot".into(), MetaValue::Integer(1));
     meta.insert("n_frames".into(), MetaValue::Integer(2));
     InputMsg {
-        id: IN_POINTMAP.into(),
+        id: ports::POINTMAP.into(),
         array,
         meta,
     }
@@ -57,7 +58,7 @@ fn point_map_vit_tokens_shape_validity_and_pass_through() {
     // first patch column (patch 14, 4×4 grid), have no valid point.
     e.on_input(&input(&plane(0, 28, 20, 0.6, 7)), &mut out)
         .unwrap();
-    let s = out.on(OUT_TOKENS).next().unwrap();
+    let s = out.on(ports::TOKENS_3D).next().unwrap();
     let t: TensorMsg = s.decode().unwrap();
     assert_eq!(t.expect_axes(&["tokens", "channels"]).unwrap(), &[16, 48]);
     assert_eq!((t.header.seq, t.header.frame_idx), (0, 3));
@@ -97,7 +98,7 @@ fn backend_none_sends_empty_tokens_of_the_preset_width() {
     let mut out = RecordingOutputs::new();
     e.on_input(&input(&plane(0, 8, 8, 0.5, 0)), &mut out)
         .unwrap();
-    let s = out.on(OUT_TOKENS).next().unwrap();
+    let s = out.on(ports::TOKENS_3D).next().unwrap();
     let t: TensorMsg = s.decode().unwrap();
     assert_eq!(t.shape, vec![0, 256]);
     assert_eq!(s.meta.get(TOKEN_VALID), Some(&MetaValue::ListInt(vec![])));
@@ -157,14 +158,14 @@ fn weights_file_stream_end_and_gaps() {
     .to_arrow();
     e.on_input(
         &InputMsg {
-            id: IN_POINTMAP.into(),
+            id: ports::POINTMAP.into(),
             array,
             meta,
         },
         &mut out,
     )
     .unwrap();
-    let last = out.on(OUT_TOKENS).last().unwrap();
+    let last = out.on(ports::TOKENS_3D).last().unwrap();
     assert_eq!(kind_of(&last.meta), Some("stream_end"));
     assert!(e.is_ended());
 
@@ -214,14 +215,14 @@ fn frame(seq: u64, seed: u32, slot: Option<i64>, sample: i64) -> InputMsg {
         meta.insert("n_frames".into(), MetaValue::Integer(2));
     }
     InputMsg {
-        id: vipa_encoder_3d::encoder::IN_IMAGE.into(),
+        id: ports::IMAGE.into(),
         array,
         meta,
     }
 }
 
 fn tokens_of(out: &RecordingOutputs, i: usize) -> Vec<f32> {
-    let t: TensorMsg = out.on(OUT_TOKENS).nth(i).unwrap().decode().unwrap();
+    let t: TensorMsg = out.on(ports::TOKENS_3D).nth(i).unwrap().decode().unwrap();
     assert_eq!(
         t.expect_axes(&["tokens", "channels"]).unwrap(),
         &[1 + 2 * 2, 16]
@@ -240,7 +241,7 @@ fn cut3r_tokens_and_state_within_a_sample() {
     e.on_input(&frame(1, 2, Some(1), 7), &mut out).unwrap();
     e.on_input(&frame(2, 2, Some(0), 8), &mut out).unwrap();
     e.on_input(&frame(3, 2, None, 9), &mut out).unwrap();
-    let s = out.on(OUT_TOKENS).next().unwrap();
+    let s = out.on(ports::TOKENS_3D).next().unwrap();
     assert_eq!(
         s.meta.get(TOKEN_VALID),
         Some(&MetaValue::ListInt(vec![1; 5]))

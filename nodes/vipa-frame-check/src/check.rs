@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
+use vipa_msgs::ports;
 use vipa_msgs::{Ack, ClipEnd, StreamEnd};
 use vipa_msgs::{Encoding, ImageFrame};
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqStats, SeqTracker};
 
 use crate::config::FrameCheckConfig;
 
-/// Output id of acks (flow control for the sender).
-pub const OUTPUT_ACK: &str = "ack";
 /// Metadata key of the sender's send time (ns since the Unix epoch).
 pub const KEY_SENT_UNIX_NS: &str = "sent_unix_ns";
 /// `kind` of image frames (`<ImageFrame as Payload>::KIND`).
@@ -127,7 +126,7 @@ impl FrameCheck {
         self.stream_end.is_some()
     }
 
-    /// Handles one message received at `now_unix_ns`, then acks it on [`OUTPUT_ACK`].
+    /// Handles one message received at `now_unix_ns`, then acks it on [`ports::ACK`].
     pub fn on_input(
         &mut self,
         msg: &InputMsg,
@@ -148,7 +147,7 @@ impl FrameCheck {
             received: self.messages,
         };
         self.ack_seq += 1;
-        out.send(OUTPUT_ACK, &ack)
+        out.send(ports::ACK, &ack)
     }
 
     fn check(&mut self, msg: &InputMsg, now_unix_ns: i64) -> Result<(), String> {
@@ -471,7 +470,7 @@ mod tests {
         assert_eq!(s.first_frame_unix_ns, Some(1000));
         assert_eq!(s.last_frame_unix_ns, Some(1300));
         // One ack per message with the running count.
-        let acks: Vec<Ack> = out.on(OUTPUT_ACK).map(|m| m.decode().unwrap()).collect();
+        let acks: Vec<Ack> = out.on(ports::ACK).map(|m| m.decode().unwrap()).collect();
         assert_eq!(acks.len(), 6);
         assert_eq!(
             acks[5],
@@ -527,7 +526,7 @@ mod tests {
         assert!(s.bad_examples[0].contains("pixels"), "{:?}", s.bad_examples);
         assert!(s.bad_examples[1].contains("weird"), "{:?}", s.bad_examples);
         // Bad messages are acked too: the sender counts messages, not good ones.
-        assert_eq!(out.on(OUTPUT_ACK).count(), 2);
+        assert_eq!(out.on(ports::ACK).count(), 2);
     }
 
     #[test]

@@ -42,5 +42,5 @@ pub use cut3r::{Cut3rBackend, Cut3rBackendConfig, Cut3rBackendError};
 pub use depth_anything::{DepthAnything, DepthAnythingConfig, DepthAnythingError};
 pub use lift::{
     FRAME_ERROR_KIND, KEY_BACKEND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftSetupError,
-    LiftTotals, OUTPUT_POINTMAP, frame_error,
+    LiftTotals, frame_error,
 };

@@ -1,17 +1,18 @@
 //! The per-message logic of lift-depth, without dora: [`LiftDepth::on_input`] answers every
-//! `image` with exactly one message on [`OUTPUT_POINTMAP`] (a point map or a frame error).
+//! `image` with exactly one message on [`ports::POINTMAP`] (a point map or a frame error).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt8Array};
 use vipa_hand3d::backend::{ScaledBackend, sidecar_point_map};
 use vipa_hand3d::geometry::{Intrinsics, backproject};
-use vipa_hand3d::synth::{clip_seed, intrinsics};
+use vipa_hand3d::truth::{clip_seed, intrinsics};
 use vipa_msgs::meta::keys;
+use vipa_msgs::ports;
 use vipa_msgs::{Control, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader};
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
-use vipa_synth::sidecar::{ClipTruth, read_clip_truth};
+pub use vipa_truth::sidecar_path;
+use vipa_truth::{ClipCache, ClipTruth, FrameTruth};
 
 use crate::config::{Backend, LiftDepthConfig};
 use crate::cut3r::{Cut3rBackend, Cut3rBackendError, estimate_intrinsics};
@@ -26,12 +27,6 @@ pub enum LiftSetupError {
     Cut3r(#[from] Cut3rBackendError),
 }
 
-/// Output id of point maps (and frame errors).
-pub const OUTPUT_POINTMAP: &str = "pointmap";
-/// Input id of frames.
-pub const INPUT_IMAGE: &str = "image";
-/// Input id of ingest's clip / stream ends.
-pub const INPUT_CLIP_END: &str = "clip_end";
 /// Extra metadata key: `[fx, fy, cx, cy]` (`ListFloat`), pixel centres at integer coordinates.
 pub const KEY_INTRINSICS: &str = "intrinsics";
 /// Extra metadata key: `world_from_camera`, 16 floats row-major (`ListFloat`), when known.
@@ -72,26 +67,16 @@ pub struct LiftTotals {
     pub stream_ended: bool,
 }
 
-/// The sidecar of the clip being lifted (one clip in memory at a time).
-struct Loaded {
-    clip_id: String,
-    truth: Result<ClipTruth, String>,
-}
-
 /// Lifts frames to point maps with the configured backend.
 pub struct LiftDepth {
     cfg: LiftDepthConfig,
     model: Option<DepthAnything>,
     cut3r: Option<Cut3rBackend>,
-    clip: Option<Loaded>,
+    /// The sidecar of the clip being lifted (one clip in memory at a time).
+    clip: ClipCache,
     out_seq: u64,
     seq: SeqTracker,
     totals: LiftTotals,
-}
-
-/// The sidecar path of a clip.
-pub fn sidecar_path(dir: &Path, clip_id: &str) -> PathBuf {
-    dir.join(format!("{clip_id}.truth.parquet"))
 }
 
 impl LiftDepth {
@@ -105,11 +90,15 @@ impl LiftDepth {
             Backend::Cut3r => Some(Cut3rBackend::load(&cfg.cut3r)?),
             _ => None,
         };
+        let reader = format!(
+            "the `{}` depth backend reads ground-truth depth",
+            cfg.backend.as_str()
+        );
         Ok(Self {
+            clip: ClipCache::new(cfg.sidecar_dir.clone(), reader),
             cfg,
             model,
             cut3r,
-            clip: None,
             out_seq: 0,
             seq: SeqTracker::new(),
             totals: LiftTotals::default(),
@@ -127,8 +116,8 @@ impl LiftDepth {
     /// Handles one input message. Only a failed send is an error; bad inputs are logged.
     pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), IoError> {
         match msg.id.as_str() {
-            INPUT_IMAGE => self.on_image(msg, out),
-            INPUT_CLIP_END => {
+            ports::IMAGE => self.on_image(msg, out),
+            ports::CLIP_END => {
                 self.on_control(msg);
                 Ok(())
             }
@@ -142,34 +131,28 @@ impl LiftDepth {
     fn on_control(&mut self, msg: &InputMsg) {
         match Control::from_arrow(msg.array.as_ref(), &msg.meta) {
             Ok(c) => {
-                self.seq.observe(INPUT_CLIP_END, c.seq());
+                self.seq.observe(ports::CLIP_END, c.seq());
                 match c {
                     Control::ClipEnd(end) => {
                         self.totals.clips += 1;
                         if let Some(c) = &mut self.cut3r {
                             c.end_clip(&end.header.clip_id);
                         }
-                        if self
-                            .clip
-                            .as_ref()
-                            .is_some_and(|l| l.clip_id == end.header.clip_id)
-                        {
-                            self.clip = None;
-                        }
+                        self.clip.end_clip(&end.header.clip_id);
                     }
                     Control::StreamEnd(_) => {
                         self.totals.stream_ended = true;
                         if let Some(c) = &mut self.cut3r {
                             c.reset();
                         }
-                        self.clip = None;
+                        self.clip.clear();
                     }
                     _ => {}
                 }
             }
             Err(e) => {
                 self.totals.bad_messages += 1;
-                tracing::warn!("bad message on `{INPUT_CLIP_END}`: {e}");
+                tracing::warn!("bad message on `{}`: {e}", ports::CLIP_END);
             }
         }
     }
@@ -183,7 +166,7 @@ impl LiftDepth {
                 return Ok(());
             }
         };
-        self.seq.observe(INPUT_IMAGE, image.header.seq);
+        self.seq.observe(ports::IMAGE, image.header.seq);
         self.totals.frames += 1;
         let header = StreamHeader {
             seq: self.out_seq,
@@ -200,7 +183,7 @@ impl LiftDepth {
                 frame_error(&header, "lift-depth", &reason)
             }
         };
-        out.send_raw(OUTPUT_POINTMAP, array, meta)?;
+        out.send_raw(ports::POINTMAP, array, meta)?;
         self.out_seq += 1;
         Ok(())
     }
@@ -208,30 +191,9 @@ impl LiftDepth {
     /// The clip's sidecar, loaded if it is not the cached one. A failure is logged once per
     /// clip and then answered from the cache.
     fn load(&mut self, clip_id: &str) -> Result<&ClipTruth, String> {
-        if self.clip.as_ref().is_none_or(|l| l.clip_id != clip_id) {
-            let path = sidecar_path(&self.cfg.sidecar_dir, clip_id);
-            let truth = if path.is_file() {
-                read_clip_truth(&path).map_err(|e| format!("cannot read the sidecar: {e}"))
-            } else {
-                Err(format!(
-                    "no sidecar {} (the `{}` depth backend reads ground-truth depth from <sidecar_dir>/<clip_id>.truth.parquet; set `sidecar_dir` or regenerate the clip with vipa-synth)",
-                    path.display(),
-                    self.cfg.backend.as_str()
-                ))
-            };
-            if let Err(reason) = &truth {
-                tracing::error!(clip = clip_id, "cannot lift this clip: {reason}");
-            }
-            self.clip = Some(Loaded {
-                clip_id: clip_id.to_owned(),
-                truth,
-            });
-        }
-        match &self.clip {
-            Some(Loaded { truth: Ok(t), .. }) => Ok(t),
-            Some(Loaded { truth: Err(e), .. }) => Err(e.clone()),
-            None => Err("no sidecar loaded".to_owned()),
-        }
+        self.clip.get(clip_id, |reason| {
+            tracing::error!(clip = clip_id, "cannot lift this clip: {reason}");
+        })
     }
 
     fn lift(
@@ -374,7 +336,7 @@ fn frame_index(header: &StreamHeader) -> Result<u32, String> {
         .map_err(|_| format!("frame index {} too large", header.frame_idx))
 }
 
-fn sidecar_frame(truth: &ClipTruth, idx: u32) -> Result<&vipa_synth::FrameTruth, String> {
+fn sidecar_frame(truth: &ClipTruth, idx: u32) -> Result<&FrameTruth, String> {
     truth
         .frames
         .get(idx as usize)

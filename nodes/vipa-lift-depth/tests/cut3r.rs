@@ -10,11 +10,11 @@ use vipa_hand3d::geometry::PointMap as HandPointMap;
 use vipa_lift_depth::cut3r::{estimate_intrinsics, input_size};
 use vipa_lift_depth::{
     Backend, Cut3rBackendConfig, KEY_BACKEND, KEY_INTRINSICS, LiftDepth, LiftDepthConfig,
-    OUTPUT_POINTMAP,
 };
 use vipa_models::vision::config::Cut3rConfig;
 use vipa_models::vision::cut3r::{Cut3r, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
+use vipa_msgs::ports;
 use vipa_msgs::{Encoding, ImageFrame, MetaValue, Payload, PointMap, StreamHeader, kind_of};
 use vipa_node_kit::{InputMsg, RecordingOutputs};
 
@@ -82,7 +82,7 @@ fn clips_run_recurrently_and_reset_between_clips() {
     lift.on_input(&image("a", 0, 0, 1), &mut out).unwrap();
     lift.on_input(&image("a", 1, 1, 2), &mut out).unwrap();
     lift.on_input(&image("b", 0, 2, 2), &mut out).unwrap();
-    let sent: Vec<_> = out.on(OUTPUT_POINTMAP).collect();
+    let sent: Vec<_> = out.on(ports::POINTMAP).collect();
     assert_eq!(sent.len(), 3);
     let maps: Vec<PointMap> = sent
         .iter()

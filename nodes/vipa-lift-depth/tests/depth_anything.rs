@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use vipa_lift_depth::depth_anything::{CustomArch, DepthAnythingConfig, Encoder, build_model};
-use vipa_lift_depth::{Backend, KEY_INTRINSICS, LiftDepth, LiftDepthConfig, OUTPUT_POINTMAP};
+use vipa_lift_depth::{Backend, KEY_INTRINSICS, LiftDepth, LiftDepthConfig};
+use vipa_msgs::ports;
 use vipa_msgs::{Encoding, ImageFrame, MetaValue, Payload, PointMap, StreamHeader, kind_of};
 use vipa_node_kit::{InputMsg, RecordingOutputs};
 
@@ -85,7 +86,7 @@ fn tiny_model_gives_a_point_map_on_the_guessed_camera_rays() {
     let mut lift = LiftDepth::new(cfg(ckpt)).unwrap();
     let mut out = RecordingOutputs::new();
     lift.on_input(&image(), &mut out).unwrap();
-    let sent: Vec<_> = out.on(OUTPUT_POINTMAP).collect();
+    let sent: Vec<_> = out.on(ports::POINTMAP).collect();
     assert_eq!(sent.len(), 1);
     assert_eq!(
         kind_of(&sent[0].meta),
@@ -128,7 +129,7 @@ fn tiny_model_gives_a_point_map_on_the_guessed_camera_rays() {
     assert!(varies, "the depth does not depend on the image");
     // Deterministic: the same frame again gives the same points.
     lift.on_input(&image(), &mut out).unwrap();
-    let again: PointMap = out.on(OUTPUT_POINTMAP).nth(1).unwrap().decode().unwrap();
+    let again: PointMap = out.on(ports::POINTMAP).nth(1).unwrap().decode().unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(again.values()), bits(pm.values()));
 }

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use vipa_hand3d::backend::ScaledBackend;
-use vipa_hand3d::synth::clip_seed;
+use vipa_hand3d::truth::clip_seed;
 use vipa_lift_depth::{
     Backend, FRAME_ERROR_KIND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftDepthConfig,
-    OUTPUT_POINTMAP,
 };
+use vipa_msgs::ports;
 use vipa_msgs::{
     ClipEnd, Encoding, ImageFrame, MetaValue, Payload, PointMap, StreamEnd, StreamHeader, kind_of,
 };
@@ -78,7 +78,7 @@ fn sidecar_backend_back_projects_ground_truth_depth() {
     let mut out = RecordingOutputs::new();
     lift.on_input(&image(0, &id, 0, 40, 30), &mut out).unwrap();
     lift.on_input(&image(1, &id, 3, 40, 30), &mut out).unwrap();
-    let sent: Vec<_> = out.on(OUTPUT_POINTMAP).collect();
+    let sent: Vec<_> = out.on(ports::POINTMAP).collect();
     assert_eq!(sent.len(), 2);
     let pm: PointMap = sent[1].decode().unwrap();
     assert_eq!(
@@ -171,7 +171,7 @@ fn missing_sidecar_and_wrong_size_give_frame_errors_in_order() {
         .unwrap();
     lift.on_input(&image(2, &id, 0, 20, 15), &mut out).unwrap();
     lift.on_input(&image(3, &id, 1, 40, 30), &mut out).unwrap();
-    let sent: Vec<_> = out.on(OUTPUT_POINTMAP).collect();
+    let sent: Vec<_> = out.on(ports::POINTMAP).collect();
     assert_eq!(sent.len(), 4);
     for (i, s) in sent.iter().enumerate().take(3) {
         assert_eq!(kind_of(&s.meta), Some(FRAME_ERROR_KIND), "message {i}");

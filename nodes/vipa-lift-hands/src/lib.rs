@@ -23,4 +23,4 @@ pub mod lift;
 pub mod node;
 
 pub use config::{HandsBackend, LiftHandsConfig};
-pub use lift::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, OUTPUT_HANDS, VISIBLE_CONFIDENCE};
+pub use lift::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, VISIBLE_CONFIDENCE};

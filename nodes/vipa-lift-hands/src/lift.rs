@@ -1,25 +1,19 @@
 //! The per-message logic of lift-hands, without dora: [`LiftHands::on_input`] answers every
-//! `image` with exactly one message on [`OUTPUT_HANDS`] (hands or a frame error).
+//! `image` with exactly one message on [`ports::HANDS`] (hands or a frame error).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt8Array};
 use vipa_msgs::meta::keys;
+use vipa_msgs::ports;
 use vipa_msgs::{
     Control, Hand, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, StreamHeader,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
-use vipa_synth::sidecar::{ClipTruth, HandSide as SynthSide, read_clip_truth};
+use vipa_truth::{ClipCache, ClipTruth, HandSide as SynthSide};
 
 use crate::config::LiftHandsConfig;
 
-/// Output id of hands (and frame errors).
-pub const OUTPUT_HANDS: &str = "hands";
-/// Input id of frames.
-pub const INPUT_IMAGE: &str = "image";
-/// Input id of ingest's clip / stream ends.
-pub const INPUT_CLIP_END: &str = "clip_end";
 /// `kind` of a frame-error marker (same convention as lift-depth).
 pub const FRAME_ERROR_KIND: &str = "frame_error";
 /// Metadata key of a frame-error marker's reason.
@@ -48,29 +42,22 @@ pub struct HandsTotals {
     pub bad_messages: u64,
 }
 
-struct Loaded {
-    clip_id: String,
-    truth: Result<ClipTruth, String>,
-}
-
 /// Looks up hand joints with the configured backend.
 pub struct LiftHands {
-    cfg: LiftHandsConfig,
-    clip: Option<Loaded>,
+    /// The sidecar of the clip being lifted (one clip in memory at a time).
+    clip: ClipCache,
     out_seq: u64,
     seq: SeqTracker,
     totals: HandsTotals,
 }
 
-fn sidecar_path(dir: &Path, clip_id: &str) -> PathBuf {
-    dir.join(format!("{clip_id}.truth.parquet"))
-}
-
 impl LiftHands {
     pub fn new(cfg: LiftHandsConfig) -> Self {
         Self {
-            cfg,
-            clip: None,
+            clip: ClipCache::new(
+                cfg.sidecar_dir,
+                "the `sidecar` hands backend reads ground-truth joints",
+            ),
             out_seq: 0,
             seq: SeqTracker::new(),
             totals: HandsTotals::default(),
@@ -88,18 +75,18 @@ impl LiftHands {
     /// Handles one input message. Only a failed send is an error; bad inputs are logged.
     pub fn on_input(&mut self, msg: &InputMsg, out: &mut impl Outputs) -> Result<(), IoError> {
         match msg.id.as_str() {
-            INPUT_IMAGE => self.on_image(msg, out),
-            INPUT_CLIP_END => {
+            ports::IMAGE => self.on_image(msg, out),
+            ports::CLIP_END => {
                 match Control::from_arrow(msg.array.as_ref(), &msg.meta) {
                     Ok(c) => {
-                        self.seq.observe(INPUT_CLIP_END, c.seq());
+                        self.seq.observe(ports::CLIP_END, c.seq());
                         if matches!(c, Control::ClipEnd(_) | Control::StreamEnd(_)) {
-                            self.clip = None;
+                            self.clip.clear();
                         }
                     }
                     Err(e) => {
                         self.totals.bad_messages += 1;
-                        tracing::warn!("bad message on `{INPUT_CLIP_END}`: {e}");
+                        tracing::warn!("bad message on `{}`: {e}", ports::CLIP_END);
                     }
                 }
                 Ok(())
@@ -120,7 +107,7 @@ impl LiftHands {
                 return Ok(());
             }
         };
-        self.seq.observe(INPUT_IMAGE, image.header.seq);
+        self.seq.observe(ports::IMAGE, image.header.seq);
         self.totals.frames += 1;
         let header = StreamHeader {
             seq: self.out_seq,
@@ -136,35 +123,15 @@ impl LiftHands {
                 frame_error(&header, &reason)
             }
         };
-        out.send_raw(OUTPUT_HANDS, array, meta)?;
+        out.send_raw(ports::HANDS, array, meta)?;
         self.out_seq += 1;
         Ok(())
     }
 
     fn load(&mut self, clip_id: &str) -> Result<&ClipTruth, String> {
-        if self.clip.as_ref().is_none_or(|l| l.clip_id != clip_id) {
-            let path = sidecar_path(&self.cfg.sidecar_dir, clip_id);
-            let truth = if path.is_file() {
-                read_clip_truth(&path).map_err(|e| format!("cannot read the sidecar: {e}"))
-            } else {
-                Err(format!(
-                    "no sidecar {} (the `sidecar` hands backend reads ground-truth joints from <sidecar_dir>/<clip_id>.truth.parquet; set `sidecar_dir` or regenerate the clip with vipa-synth)",
-                    path.display()
-                ))
-            };
-            if let Err(reason) = &truth {
-                tracing::error!(clip = clip_id, "cannot lift hands for this clip: {reason}");
-            }
-            self.clip = Some(Loaded {
-                clip_id: clip_id.to_owned(),
-                truth,
-            });
-        }
-        match &self.clip {
-            Some(Loaded { truth: Ok(t), .. }) => Ok(t),
-            Some(Loaded { truth: Err(e), .. }) => Err(e.clone()),
-            None => Err("no sidecar loaded".to_owned()),
-        }
+        self.clip.get(clip_id, |reason| {
+            tracing::error!(clip = clip_id, "cannot lift hands for this clip: {reason}");
+        })
     }
 
     fn hands(&mut self, header: &StreamHeader) -> Result<HandsMsg, String> {

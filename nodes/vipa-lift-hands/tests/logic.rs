@@ -1,7 +1,8 @@
 //! lift-hands logic without dora: real vipa-synth sidecars in, hands (or frame errors) out.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use vipa_lift_hands::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, LiftHandsConfig, OUTPUT_HANDS};
+use vipa_lift_hands::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, LiftHandsConfig};
+use vipa_msgs::ports;
 use vipa_msgs::{Encoding, HandsMsg, ImageFrame, MetaValue, Payload, StreamHeader, kind_of};
 use vipa_node_kit::{InputMsg, RecordingOutputs};
 use vipa_synth::{SynthConfig, generate_clip};
@@ -44,7 +45,7 @@ fn sidecar_joints_and_visibility_come_through_and_missing_sidecar_is_an_error() 
     lift.on_input(&image(0, &id, 4), &mut out).unwrap();
     lift.on_input(&image(1, "clip_0042", 0), &mut out).unwrap();
     lift.on_input(&image(2, &id, 99), &mut out).unwrap();
-    let sent: Vec<_> = out.on(OUTPUT_HANDS).collect();
+    let sent: Vec<_> = out.on(ports::HANDS).collect();
     assert_eq!(sent.len(), 3);
 
     let hands: HandsMsg = sent[0].decode().unwrap();

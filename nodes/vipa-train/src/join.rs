@@ -12,15 +12,10 @@
 use std::collections::BTreeMap;
 
 use vipa_msgs::meta::{MetaReader, keys};
+use vipa_msgs::ports;
 use vipa_msgs::{MetaValue, Metadata, MsgError, Payload, QaBatch, QaSample, StreamEnd, TensorMsg};
 use vipa_node_kit::{InputMsg, SeqEvent, SeqTracker};
 
-/// Input id of the samples.
-pub const IN_SAMPLE: &str = "sample";
-/// Input id of the semantic features.
-pub const IN_TOKENS_2D: &str = "tokens_2d";
-/// Input id of the 3D features.
-pub const IN_TOKENS_3D: &str = "tokens_3d";
 /// Metadata key of the 3D tokens' validity (`ListInt`, 1 = valid), set by encoder-3d.
 pub const TOKEN_VALID: &str = keys::TOKEN_VALID;
 
@@ -118,7 +113,7 @@ impl Joiner {
 
     /// Whether the reader's `sample` stream has ended.
     pub fn samples_ended(&self) -> bool {
-        self.ends.contains_key(IN_SAMPLE)
+        self.ends.contains_key(ports::SAMPLE)
     }
 
     /// Samples received but not yet complete.
@@ -129,7 +124,7 @@ impl Joiner {
     /// Handles one message.
     pub fn on_input(&mut self, msg: &InputMsg) -> Result<(), JoinError> {
         let input = msg.id.as_str();
-        if ![IN_SAMPLE, IN_TOKENS_2D, IN_TOKENS_3D].contains(&input) {
+        if ![ports::SAMPLE, ports::TOKENS_2D, ports::TOKENS_3D].contains(&input) {
             tracing::warn!(input, "ignoring unexpected input");
             return Ok(());
         }
@@ -189,7 +184,7 @@ impl Joiner {
             return Err(bad(format!("sample {sample_seq}: n_frames disagree")));
         }
         entry.n_frames = Some(n_frames);
-        if input == IN_SAMPLE {
+        if input == ports::SAMPLE {
             let batch = QaBatch::from_arrow(msg.array.as_ref(), &msg.meta).map_err(decode)?;
             let mut samples = batch.samples;
             if samples.len() != 1 {
@@ -201,7 +196,7 @@ impl Joiner {
             entry.sample = samples.pop();
             return Ok(());
         }
-        if input == IN_TOKENS_3D && !self.need_3d {
+        if input == ports::TOKENS_3D && !self.need_3d {
             return Ok(());
         }
         let slot = int(&msg.meta, keys::FRAME_SLOT)
@@ -236,7 +231,7 @@ impl Joiner {
             values,
             valid,
         };
-        let slots = if input == IN_TOKENS_2D {
+        let slots = if input == ports::TOKENS_2D {
             &mut entry.t2
         } else {
             &mut entry.t3
@@ -328,16 +323,20 @@ mod tests {
         let mut j = Joiner::new(true);
         let f = |s: i64| [("sample_seq", s), ("n_frames", 1), ("frame_slot", 0)];
         // Sample 1's parts arrive before sample 0 is complete.
-        j.on_input(&msg(IN_TOKENS_2D, &feats(0), &f(0))).unwrap();
-        j.on_input(&msg(IN_TOKENS_2D, &feats(1), &f(1))).unwrap();
-        j.on_input(&msg(IN_SAMPLE, &sample(0), &f(0))).unwrap();
-        j.on_input(&msg(IN_SAMPLE, &sample(1), &f(1))).unwrap();
-        j.on_input(&msg(IN_TOKENS_3D, &feats(0), &f(1))).unwrap();
+        j.on_input(&msg(ports::TOKENS_2D, &feats(0), &f(0)))
+            .unwrap();
+        j.on_input(&msg(ports::TOKENS_2D, &feats(1), &f(1)))
+            .unwrap();
+        j.on_input(&msg(ports::SAMPLE, &sample(0), &f(0))).unwrap();
+        j.on_input(&msg(ports::SAMPLE, &sample(1), &f(1))).unwrap();
+        j.on_input(&msg(ports::TOKENS_3D, &feats(0), &f(1)))
+            .unwrap();
         assert!(
             j.pop_ready().is_none(),
             "sample 0 still lacks its 3D tokens"
         );
-        j.on_input(&msg(IN_TOKENS_3D, &feats(1), &f(0))).unwrap();
+        j.on_input(&msg(ports::TOKENS_3D, &feats(1), &f(0)))
+            .unwrap();
         let a = j.pop_ready().unwrap();
         let b = j.pop_ready().unwrap();
         assert_eq!((a.sample_seq, b.sample_seq), (0, 1));
@@ -347,7 +346,7 @@ mod tests {
         assert_eq!(a.tokens_3d[0].shape, [2, 3]);
         // seq 3 after seq 1 on tokens_2d: one message lost.
         let err = j
-            .on_input(&msg(IN_TOKENS_2D, &feats(3), &f(2)))
+            .on_input(&msg(ports::TOKENS_2D, &feats(3), &f(2)))
             .unwrap_err();
         assert!(matches!(err, JoinError::Gap { missing: 1, .. }), "{err}");
     }
@@ -357,12 +356,15 @@ mod tests {
         let mut j = Joiner::new(false).starting_at(5);
         // Transport `seq` restarts at 0; `sample_seq` continues at 5.
         let f = |s: i64| [("sample_seq", s), ("n_frames", 1), ("frame_slot", 0)];
-        j.on_input(&msg(IN_SAMPLE, &sample(0), &f(5))).unwrap();
-        j.on_input(&msg(IN_TOKENS_2D, &feats(0), &f(5))).unwrap();
+        j.on_input(&msg(ports::SAMPLE, &sample(0), &f(5))).unwrap();
+        j.on_input(&msg(ports::TOKENS_2D, &feats(0), &f(5)))
+            .unwrap();
         let s = j.pop_ready().unwrap();
         assert_eq!(s.sample_seq, 5);
         assert_eq!(j.delivered(), 6);
-        let err = j.on_input(&msg(IN_SAMPLE, &sample(1), &f(2))).unwrap_err();
+        let err = j
+            .on_input(&msg(ports::SAMPLE, &sample(1), &f(2)))
+            .unwrap_err();
         assert!(err.to_string().contains("after it was trained on"), "{err}");
     }
 
@@ -370,8 +372,8 @@ mod tests {
     fn without_3d_only_two_streams_are_needed() {
         let mut j = Joiner::new(false);
         let f = [("sample_seq", 0), ("n_frames", 1), ("frame_slot", 0)];
-        j.on_input(&msg(IN_SAMPLE, &sample(0), &f)).unwrap();
-        j.on_input(&msg(IN_TOKENS_2D, &feats(0), &f)).unwrap();
+        j.on_input(&msg(ports::SAMPLE, &sample(0), &f)).unwrap();
+        j.on_input(&msg(ports::TOKENS_2D, &feats(0), &f)).unwrap();
         let s = j.pop_ready().unwrap();
         assert!(s.tokens_3d.is_empty());
     }

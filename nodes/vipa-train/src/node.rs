@@ -14,15 +14,13 @@ use std::time::{Duration, Instant};
 
 use dora_node_api::{DoraNode, Event, EventStream};
 use eyre::WrapErr;
+use vipa_msgs::ports;
 use vipa_node_kit::{CreditRequester, DoraOutputs, InputMsg, Outputs, Recv, recv_until};
 
 use crate::config::{Mode, TrainConfig};
 use crate::eval::Evaluator;
 use crate::join::Joiner;
 use crate::trainer::Trainer;
-
-/// Output id of the credits.
-pub const OUT_REQUEST: &str = "request";
 
 /// What consumes joined samples.
 enum Sink {
@@ -85,7 +83,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
         }
         if let Some(r) = requester.next(joiner.delivered() - skip) {
             DoraOutputs::new(node)
-                .send(OUT_REQUEST, &r)
+                .send(ports::REQUEST, &r)
                 .wrap_err("sending a request")?;
         }
         Ok(())
@@ -148,7 +146,7 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: TrainConfig) -> eyr
                         "no data for {resend:?}: resending the last request"
                     );
                     DoraOutputs::new(&mut node)
-                        .send(OUT_REQUEST, &r)
+                        .send(ports::REQUEST, &r)
                         .wrap_err("sending a request")?;
                 }
                 last_progress = Instant::now();

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use vipa_msgs::ports;
 use vipa_msgs::{ClipEnd, Encoding, ImageFrame, MetaValue, Payload, StreamEnd, StreamHeader};
 use vipa_node_kit::{IoError, Outputs};
 
@@ -15,10 +16,6 @@ use crate::source::{
     RawFrame, Skipped, SourceError, SourceKind, VideoSource, clip_ids, list_folder, sort_candidates,
 };
 
-/// Output id of frames.
-pub const OUTPUT_IMAGE: &str = "image";
-/// Output id of [`ClipEnd`] messages and the final [`StreamEnd`].
-pub const OUTPUT_CLIP_END: &str = "clip_end";
 /// Metadata key of the send time (ns since the Unix epoch), for latency measurements.
 pub const KEY_SENT_UNIX_NS: &str = "sent_unix_ns";
 
@@ -366,7 +363,7 @@ impl Ingest {
             KEY_SENT_UNIX_NS.into(),
             MetaValue::Integer(vipa_node_kit::unix_time_ns()),
         );
-        out.send_raw(OUTPUT_IMAGE, array, meta)?;
+        out.send_raw(ports::IMAGE, array, meta)?;
         self.image_seq += 1;
         self.sent_messages += 1;
         self.totals.frames += 1;
@@ -391,7 +388,7 @@ impl Ingest {
             // Frames of a clip are consecutive on the image output.
             last_seq: (clip.sent > 0).then(|| self.image_seq - 1),
         };
-        out.send(OUTPUT_CLIP_END, &msg)?;
+        out.send(ports::CLIP_END, &msg)?;
         self.control_seq += 1;
         self.sent_messages += 1;
         self.totals.clips += 1;
@@ -414,7 +411,7 @@ impl Ingest {
             frames: self.totals.frames,
             bad_sources: self.totals.bad_sources,
         };
-        out.send(OUTPUT_CLIP_END, &msg)?;
+        out.send(ports::CLIP_END, &msg)?;
         self.control_seq += 1;
         self.sent_messages += 1;
         self.finished = true;

@@ -23,15 +23,11 @@ use dora_node_api::dora_core::config::DataId;
 use dora_node_api::{DoraNode, Event, EventStream, TryRecvError};
 use eyre::WrapErr;
 use vipa_msgs::Ack;
+use vipa_msgs::ports;
 use vipa_node_kit::{DoraOutputs, InputMsg, LingerEnd, Recv, SeqTracker, linger, recv_until};
 
 use crate::config::IngestConfig;
 use crate::ingest::{Ingest, Step, resolve_sources};
-
-/// Input id of flow-control acks.
-pub const INPUT_ACK: &str = "ack";
-/// Input id of pacing ticks.
-pub const INPUT_TICK: &str = "tick";
 
 /// Flow-control state fed by the node's inputs.
 #[derive(Debug)]
@@ -47,18 +43,18 @@ struct Flow {
 impl Flow {
     fn handle(&mut self, event: &Event) {
         match event {
-            Event::Input { id, .. } if id.as_str() == INPUT_TICK => self.ticks += 1,
+            Event::Input { id, .. } if id.as_str() == ports::TICK => self.ticks += 1,
             Event::Input { .. } => {
                 let Some(msg) = InputMsg::from_event(event) else {
                     return;
                 };
-                if msg.id != INPUT_ACK {
+                if msg.id != ports::ACK {
                     tracing::warn!(input = %msg.id, "ignoring unexpected input");
                     return;
                 }
                 match msg.decode::<Ack>() {
                     Ok(ack) => {
-                        self.seq.observe(INPUT_ACK, ack.seq);
+                        self.seq.observe(ports::ACK, ack.seq);
                         // Acks carry a running count, so a lost ack is repaired by the next.
                         self.acked = self.acked.max(ack.received);
                     }
@@ -67,7 +63,7 @@ impl Flow {
             }
             Event::InputClosed { id } => {
                 tracing::info!(input = %id, "input closed");
-                if id.as_str() == INPUT_ACK {
+                if id.as_str() == ports::ACK {
                     // Nobody will ack any more: stop waiting for acks.
                     self.use_ack = false;
                 }
@@ -92,8 +88,8 @@ pub fn run(mut node: DoraNode, mut events: EventStream, cfg: IngestConfig) -> ey
     );
     let inputs = &node.node_config().inputs;
     let mut flow = Flow {
-        use_ack: inputs.contains_key(&DataId::from(INPUT_ACK.to_owned())),
-        use_tick: inputs.contains_key(&DataId::from(INPUT_TICK.to_owned())),
+        use_ack: inputs.contains_key(&DataId::from(ports::ACK.to_owned())),
+        use_tick: inputs.contains_key(&DataId::from(ports::TICK.to_owned())),
         acked: 0,
         ticks: 0,
         stopped: false,

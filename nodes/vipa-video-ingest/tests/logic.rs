@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use opencv::core::{Mat, Scalar, Size};
 use opencv::prelude::*;
 use opencv::videoio;
+use vipa_msgs::ports;
 use vipa_msgs::{ClipEnd, Encoding, ImageFrame, StreamEnd};
 use vipa_node_kit::{RecordingOutputs, from_yaml_str};
-use vipa_video_ingest::ingest::{OUTPUT_CLIP_END, OUTPUT_IMAGE, resolve_sources};
+use vipa_video_ingest::ingest::resolve_sources;
 use vipa_video_ingest::{Ingest, IngestConfig, Step};
 
 /// Writes `frames` solid frames of colour `rgb` (32×24, 10 fps, H.264).
@@ -69,7 +70,7 @@ fn clips_are_framed_and_bad_files_skipped() {
     let cfg = files_cfg(&[a, missing, corrupt, b], "");
     let (out, ingest) = run_all(&cfg);
 
-    let frames: Vec<ImageFrame> = out.on(OUTPUT_IMAGE).map(|s| s.decode().unwrap()).collect();
+    let frames: Vec<ImageFrame> = out.on(ports::IMAGE).map(|s| s.decode().unwrap()).collect();
     assert_eq!(frames.len(), 7);
     // seq 0..7 without gaps across clips; frame_idx restarts per clip.
     assert_eq!(
@@ -109,7 +110,7 @@ fn clips_are_framed_and_bad_files_skipped() {
             .all(|f| f.header.clip_id != "missing" && f.header.clip_id != "corrupt")
     );
 
-    let control: Vec<_> = out.on(OUTPUT_CLIP_END).collect();
+    let control: Vec<_> = out.on(ports::CLIP_END).collect();
     assert_eq!(control.len(), 3);
     let ends: Vec<ClipEnd> = control[..2].iter().map(|s| s.decode().unwrap()).collect();
     assert_eq!(
@@ -139,7 +140,7 @@ fn resample_cap_resize_and_bgr() {
         "fps: 20\nmax_frames_per_clip: 5\nresize: [16, 12]\nencoding: bgr8\n",
     );
     let (out, _) = run_all(&cfg);
-    let frames: Vec<ImageFrame> = out.on(OUTPUT_IMAGE).map(|s| s.decode().unwrap()).collect();
+    let frames: Vec<ImageFrame> = out.on(ports::IMAGE).map(|s| s.decode().unwrap()).collect();
     assert_eq!(frames.len(), 5);
     assert_eq!(
         frames
@@ -162,7 +163,7 @@ fn resample_cap_resize_and_bgr() {
         bgr[0].abs_diff(60) <= 8 && bgr[1].abs_diff(200) <= 8 && bgr[2].abs_diff(10) <= 8,
         "{bgr:?}"
     );
-    let end: ClipEnd = out.on(OUTPUT_CLIP_END).next().unwrap().decode().unwrap();
+    let end: ClipEnd = out.on(ports::CLIP_END).next().unwrap().decode().unwrap();
     assert_eq!(end.frames, 5);
 }
 
@@ -171,8 +172,8 @@ fn only_bad_sources_still_end_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = files_cfg(&[dir.path().join("nope.mp4")], "");
     let (out, _) = run_all(&cfg);
-    assert_eq!(out.on(OUTPUT_IMAGE).count(), 0);
-    let end: StreamEnd = out.on(OUTPUT_CLIP_END).next().unwrap().decode().unwrap();
+    assert_eq!(out.on(ports::IMAGE).count(), 0);
+    let end: StreamEnd = out.on(ports::CLIP_END).next().unwrap().decode().unwrap();
     assert_eq!((end.clips, end.frames, end.bad_sources), (0, 0, 1));
 }
 
@@ -217,7 +218,7 @@ fn files_that_share_a_name_stay_separate_clips() {
     let cfg = files_cfg(&[d1.join("b.mp4"), d2.join("b.mp4")], "");
     let (out, _) = run_all(&cfg);
     let ends: Vec<(String, u64)> = out
-        .on(OUTPUT_CLIP_END)
+        .on(ports::CLIP_END)
         .filter_map(|s| s.decode::<ClipEnd>().ok())
         .map(|c| (c.header.clip_id, c.frames))
         .collect();
@@ -253,6 +254,6 @@ fn nothing_to_read_is_an_error_and_left_out_entries_are_counted() {
     assert_eq!(sources.len(), 1);
     assert_eq!(sources.skipped.len(), 2, "{:?}", sources.skipped);
     let (out, _) = run_all(&cfg);
-    let end: StreamEnd = out.on(OUTPUT_CLIP_END).last().unwrap().decode().unwrap();
+    let end: StreamEnd = out.on(ports::CLIP_END).last().unwrap().decode().unwrap();
     assert_eq!((end.clips, end.frames, end.bad_sources), (1, 2, 1));
 }
