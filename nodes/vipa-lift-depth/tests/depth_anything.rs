@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 use vipa_lift_depth::depth_anything::{CustomArch, DepthAnythingConfig, Encoder, build_model};
 use vipa_lift_depth::{Backend, KEY_INTRINSICS, LiftDepth, LiftDepthConfig};
+use vipa_models::seeded::seeded_tensor;
 use vipa_msgs::ports;
 use vipa_msgs::{Encoding, ImageFrame, MetaValue, Payload, PointMap, StreamHeader, kind_of};
 use vipa_node_kit::{InputMsg, RecordingOutputs};
@@ -30,11 +31,33 @@ fn tiny() -> DepthAnythingConfig {
 
 /// Random weights for the tiny architecture, with the last layer set so that the (ReLU)
 /// output is a valid disparity near 10 everywhere.
+///
+/// Seeded: candle's own init draws from an unseedable thread-local generator, so every
+/// tensor is redrawn from a ChaCha stream of its name with the mean and spread candle's init
+/// gave it (constants stay constants). The test then sees the same network on every run.
 fn write_checkpoint(path: &Path) {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     build_model(&vb, &tiny()).unwrap();
     let mut varmap = varmap;
+    {
+        let data = varmap.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let t = var.as_tensor();
+            let mean = t.mean_all().unwrap().to_scalar::<f32>().unwrap();
+            let var_ = t.affine(1.0, -f64::from(mean)).unwrap().sqr().unwrap();
+            let stdev = var_.mean_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+            let init = Init::Randn {
+                mean: f64::from(mean),
+                stdev: f64::from(stdev),
+            };
+            let seeded = seeded_tensor(7, t.shape(), name, init, DType::F32, &Device::Cpu).unwrap();
+            var.set(&seeded).unwrap();
+        }
+    }
     // Disparity ≈ 10 ± a little image-dependent variation: a small random last layer on a
     // bias of 10.
     let w = "depth_head.scratch.output_conv2.2.weight";
