@@ -84,18 +84,6 @@ impl VipaVisionConfig {
         }
     }
 
-    /// Named preset: `tiny`, `small` or `internvl3_5_2b`.
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "tiny" => Ok(Self::tiny()),
-            "small" => Ok(Self::small()),
-            "internvl3_5_2b" => Ok(Self::internvl3_5_2b()),
-            other => Err(Error::Msg(format!(
-                "unknown VIPA vision preset `{other}` (use tiny, small or internvl3_5_2b)"
-            ))),
-        }
-    }
-
     /// The same configuration without the 3D branch (ablation).
     pub fn without_spatial(mut self) -> Self {
         self.spatial = None;

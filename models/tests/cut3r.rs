@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use vipa_models::checkpoint::Checkpoint;
-use vipa_models::vision::config::Cut3rConfig;
+use vipa_models::vision::config::{Cut3rConfig, Cut3rPreset};
 use vipa_models::vision::cut3r::{Cut3r, normalize_rgb01};
 use vipa_models::vision::spatial::{SpatialEncoder, SpatialInput};
 
@@ -62,11 +62,14 @@ fn frames(io: &HashMap<String, Tensor>) -> Vec<Tensor> {
 #[test]
 fn fixture_config_is_the_tiny_preset() {
     assert_eq!(config(), Cut3rConfig::tiny());
+    assert_eq!(Cut3rConfig::preset(Cut3rPreset::Tiny), Cut3rConfig::tiny());
     assert_eq!(
-        Cut3rConfig::preset("cut3r_512").unwrap(),
+        Cut3rConfig::preset(Cut3rPreset::Cut3r512),
         Cut3rConfig::cut3r_512()
     );
-    assert!(Cut3rConfig::preset("huge").is_err());
+    let p: Cut3rPreset = serde_json::from_str("\"cut3r_512\"").unwrap();
+    assert_eq!(p, Cut3rPreset::Cut3r512);
+    assert!(serde_json::from_str::<Cut3rPreset>("\"huge\"").is_err());
 }
 
 #[test]

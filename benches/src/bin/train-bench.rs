@@ -23,6 +23,7 @@ use vipa_encoder_2d::Encoder2dConfig;
 use vipa_encoder_3d::Encoder3dConfig;
 use vipa_hand3d::frames::{ClipFrames, read_clip_frames};
 use vipa_hand3d::{DatasetReader, Split};
+use vipa_models::Preset;
 use vipa_msgs::StreamHeader;
 use vipa_tools::{Dataflow, dora_run, repo_root};
 use vipa_train::TrainConfig;
@@ -33,7 +34,7 @@ use vipa_train::trainer::{Trainer, peak_rss_mib};
 struct Args {
     /// tiny | small.
     #[arg(long, default_value = "small")]
-    preset: String,
+    preset: Preset,
     #[arg(long, default_value_t = 4)]
     steps: u64,
     #[arg(long, default_value_t = 4)]
@@ -44,14 +45,16 @@ fn abs(p: PathBuf) -> Value {
     Value::String(p.display().to_string())
 }
 
-fn llm(root: &std::path::Path, preset: &str) -> Option<PathBuf> {
-    (preset != "tiny").then(|| root.join("data/weights/SmolLM2-135M-Instruct.Q4_1.gguf"))
+fn llm(root: &std::path::Path, preset: Preset) -> Option<PathBuf> {
+    preset
+        .has_pretrained_llm()
+        .then(|| root.join("data/weights/SmolLM2-135M-Instruct.Q4_1.gguf"))
 }
 
 fn train_cfg(args: &Args, out: PathBuf, root: &std::path::Path) -> TrainConfig {
     TrainConfig {
-        preset: args.preset.clone(),
-        llm_weights: llm(root, &args.preset),
+        preset: args.preset,
+        llm_weights: llm(root, args.preset),
         out_dir: out,
         max_steps: args.steps,
         batch_size: Some(args.batch_size),
@@ -68,14 +71,14 @@ fn dataflow(args: &Args, tmp: &std::path::Path) -> eyre::Result<serde_json::Valu
     let out = tmp.join("dataflow-run");
     let mut df = Dataflow::load("pretrain.yml")?;
     df.patch_config("reader", &[("dataset", abs(root.join("data/hand3d")))])?;
-    df.patch_config("encoder-2d", &[("preset", args.preset.clone().into())])?;
-    df.patch_config("encoder-3d", &[("preset", args.preset.clone().into())])?;
+    df.patch_config("encoder-2d", &[("preset", args.preset.name().into())])?;
+    df.patch_config("encoder-3d", &[("preset", args.preset.name().into())])?;
     // Timings of the encoders, not of the feature cache.
     for enc in ["encoder-2d", "encoder-3d"] {
         df.patch_config(enc, &[("cache", serde_yaml::Value::Null)])?;
     }
     let mut trainer = vec![
-        ("preset", Value::from(args.preset.clone())),
+        ("preset", Value::from(args.preset.name())),
         ("out_dir", abs(out.clone())),
         ("max_steps", Value::from(args.steps)),
         ("batch_size", Value::from(args.batch_size)),
@@ -88,7 +91,7 @@ fn dataflow(args: &Args, tmp: &std::path::Path) -> eyre::Result<serde_json::Valu
     ];
     trainer.push((
         "llm_weights",
-        llm(&root, &args.preset).map_or(Value::Null, abs),
+        llm(&root, args.preset).map_or(Value::Null, abs),
     ));
     df.patch_config("trainer", &trainer)?;
     let yml = df.write_to(tmp)?;
@@ -105,11 +108,11 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> eyre::Result<(f64, f64, Opt
     let data = root.join("data/hand3d");
     let cfg = train_cfg(args, tmp.join("in-process-run"), &root);
     let enc2 = vipa_encoder_2d::encoder::Encoder2d::new(&Encoder2dConfig {
-        preset: args.preset.clone(),
+        preset: args.preset,
         ..Default::default()
     })?;
     let enc3 = vipa_encoder_3d::encoder::Encoder3d::new(&Encoder3dConfig {
-        preset: args.preset.clone(),
+        preset: args.preset,
         ..Default::default()
     })?;
     let dev = cfg.device.resolve()?;

@@ -350,18 +350,6 @@ impl InternVlConfig {
         }
     }
 
-    /// Named preset: `tiny`, `small` or `internvl3_5_2b`.
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "tiny" => Ok(Self::tiny()),
-            "small" => Ok(Self::small()),
-            "internvl3_5_2b" => Ok(Self::internvl3_5_2b()),
-            other => Err(Error::Msg(format!(
-                "unknown semantic-encoder preset `{other}` (use tiny, small or internvl3_5_2b)"
-            ))),
-        }
-    }
-
     /// Reads a `config.json` in either layout: upstream OpenGVLab (`llm_config`,
     /// `select_layer`, scalar `image_size`) or transformers' `InternVLConfig` (the `…-hf`
     /// checkpoints: `text_config`, `vision_feature_layer`, `image_size` / `patch_size` as
@@ -516,18 +504,6 @@ impl PointMapVitConfig {
             num_hidden_layers: 6,
             output_size: 768,
             layer_norm_eps: 1e-5,
-        }
-    }
-
-    /// Named preset: `tiny`, `small` or `cut3r_shaped`.
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "tiny" => Ok(Self::tiny()),
-            "small" => Ok(Self::small()),
-            "cut3r_shaped" => Ok(Self::cut3r_shaped()),
-            other => Err(Error::Msg(format!(
-                "unknown point-map ViT preset `{other}` (use tiny, small or cut3r_shaped)"
-            ))),
         }
     }
 
@@ -792,6 +768,33 @@ fn cut3r_default_dpt_last_dim() -> usize {
     128
 }
 
+/// The Cut3R sizes (`cut3r.preset` of lift-depth and encoder-3d): `cut3r_512`, the release
+/// (`cut3r_512_dpt_4_64.pth`), and `tiny`, the test fixture's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Cut3rPreset {
+    #[serde(rename = "tiny")]
+    Tiny,
+    #[default]
+    #[serde(rename = "cut3r_512")]
+    Cut3r512,
+}
+
+impl Cut3rPreset {
+    /// The name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tiny => "tiny",
+            Self::Cut3r512 => "cut3r_512",
+        }
+    }
+}
+
+impl std::fmt::Display for Cut3rPreset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Cut3rConfig {
     /// The released `cut3r_512_dpt_4_64.pth` (`config/dpt_512_vary_4_64.yaml`): ViT-L encoder
     /// (1024, 24 blocks, 16 heads), two 12-block decoders of width 768 (12 / 16 heads),
@@ -855,14 +858,11 @@ impl Cut3rConfig {
         }
     }
 
-    /// Named preset: `tiny` or `cut3r_512`.
-    pub fn preset(name: &str) -> Result<Self> {
-        match name {
-            "tiny" => Ok(Self::tiny()),
-            "cut3r_512" => Ok(Self::cut3r_512()),
-            other => Err(Error::Msg(format!(
-                "unknown Cut3R preset `{other}` (use tiny or cut3r_512)"
-            ))),
+    /// The configuration of a named preset.
+    pub fn preset(preset: Cut3rPreset) -> Self {
+        match preset {
+            Cut3rPreset::Tiny => Self::tiny(),
+            Cut3rPreset::Cut3r512 => Self::cut3r_512(),
         }
     }
 

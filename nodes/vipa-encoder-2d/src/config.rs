@@ -1,7 +1,7 @@
 //! Configuration of the semantic (2D) encoder node (YAML in `VIPA_CONFIG`).
 //!
 //! ```yaml
-//! preset: tiny          # tiny | small | internvl3_5_2b (vipa_models::vision::InternVlConfig)
+//! preset: tiny          # tiny | small | internvl3_5_2b (vipa_models::Preset)
 //! weights: null         # a safetensors file or a list (e.g. the InternVL3.5-2B shards, keys
 //!                       # `vision_model.*`, `mlp1.*`, or the `-HF` ones in transformers'
 //!                       # naming); null = seeded random init (see below)
@@ -22,6 +22,7 @@
 //! full `internvl3_5_2b` preset is meant to run with the upstream weights.
 
 use serde::Deserialize;
+use vipa_models::Preset;
 use vipa_models::device::DeviceChoice;
 
 pub use vipa_node_kit::Paths;
@@ -40,7 +41,7 @@ pub enum Features {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Encoder2dConfig {
-    pub preset: String,
+    pub preset: Preset,
     pub weights: Option<Paths>,
     pub seed: u64,
     pub device: DeviceChoice,
@@ -52,7 +53,7 @@ pub struct Encoder2dConfig {
 impl Default for Encoder2dConfig {
     fn default() -> Self {
         Self {
-            preset: "tiny".into(),
+            preset: Preset::Tiny,
             weights: None,
             seed: 0,
             device: DeviceChoice::Auto,
@@ -78,12 +79,6 @@ impl Encoder2dConfig {
 
 impl vipa_node_kit::NodeConfig for Encoder2dConfig {
     fn validate(&self) -> Result<(), String> {
-        if !["tiny", "small", "internvl3_5_2b"].contains(&self.preset.as_str()) {
-            return Err(format!(
-                "`preset` must be tiny, small or internvl3_5_2b, got {:?}",
-                self.preset
-            ));
-        }
         if let Some(w) = &self.weights
             && w.to_vec().is_empty()
         {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use vipa_models::checkpoint::Checkpoint;
-use vipa_models::vision::config::InternVlConfig;
 use vipa_models::vision::intern_vit::SemanticEncoder;
 use vipa_models::vision::preprocess::preprocess_rgb;
 use vipa_msgs::ports;
@@ -96,7 +95,7 @@ impl Encoder2d {
     /// from the seeded random init.
     pub fn new(cfg: &Encoder2dConfig) -> Result<Self, EncoderError> {
         let device = cfg.device.resolve()?;
-        let vl = InternVlConfig::preset(&cfg.preset).map_err(model("semantic encoder preset"))?;
+        let vl = cfg.preset.semantic();
         let encoder = match &cfg.weights {
             Some(paths) => {
                 let files = paths.to_vec();

@@ -28,7 +28,9 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use vipa_models::Preset;
 use vipa_models::device::DeviceChoice;
+use vipa_models::vision::config::Cut3rPreset;
 
 pub use vipa_node_kit::Paths;
 
@@ -49,7 +51,7 @@ pub enum Backend {
 #[serde(deny_unknown_fields, default)]
 pub struct Encoder3dConfig {
     pub backend: Backend,
-    pub preset: String,
+    pub preset: Preset,
     pub weights: Option<Paths>,
     pub seed: u64,
     pub device: DeviceChoice,
@@ -67,7 +69,7 @@ pub struct Cut3rNodeConfig {
     /// Config JSON written by `convert_cut3r.py`; `null` = `preset`.
     pub config: Option<PathBuf>,
     /// `cut3r_512` or `tiny`, used without `config`.
-    pub preset: String,
+    pub preset: Cut3rPreset,
     /// Side of the square network input in pixels (a multiple of 16).
     pub size: usize,
 }
@@ -77,7 +79,7 @@ impl Default for Cut3rNodeConfig {
         Self {
             checkpoint: None,
             config: None,
-            preset: "cut3r_512".into(),
+            preset: Cut3rPreset::Cut3r512,
             size: 432,
         }
     }
@@ -87,7 +89,7 @@ impl Default for Encoder3dConfig {
     fn default() -> Self {
         Self {
             backend: Backend::PointMapVit,
-            preset: "tiny".into(),
+            preset: Preset::Tiny,
             weights: None,
             seed: 0,
             device: DeviceChoice::Auto,
@@ -113,12 +115,6 @@ impl Encoder3dConfig {
 
 impl vipa_node_kit::NodeConfig for Encoder3dConfig {
     fn validate(&self) -> Result<(), String> {
-        if !["tiny", "small", "internvl3_5_2b"].contains(&self.preset.as_str()) {
-            return Err(format!(
-                "`preset` must be tiny, small or internvl3_5_2b, got {:?}",
-                self.preset
-            ));
-        }
         if let Some(w) = &self.weights
             && w.to_vec().is_empty()
         {
@@ -129,12 +125,6 @@ impl vipa_node_kit::NodeConfig for Encoder3dConfig {
             return Err(format!(
                 "`cut3r.size` must be a positive multiple of 16, got {}",
                 c.size
-            ));
-        }
-        if c.config.is_none() && !["cut3r_512", "tiny"].contains(&c.preset.as_str()) {
-            return Err(format!(
-                "`cut3r.preset` must be cut3r_512 or tiny, got {:?}",
-                c.preset
             ));
         }
         if self.backend == Backend::Cut3r && self.cache.is_some() {

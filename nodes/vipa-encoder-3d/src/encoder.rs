@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use vipa_models::checkpoint::Checkpoint;
-use vipa_models::vipa::VipaVisionConfig;
 use vipa_models::vision::config::Cut3rConfig;
 use vipa_models::vision::config::PointMapVitConfig;
 use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
@@ -96,15 +95,6 @@ fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Encod
     move |source| EncoderError::Model { context, source }
 }
 
-/// The point-map ViT configuration of a VIPA preset name.
-pub fn preset(name: &str) -> Result<PointMapVitConfig, EncoderError> {
-    let cfg = VipaVisionConfig::preset(name).map_err(model("3D encoder preset"))?;
-    cfg.spatial.ok_or_else(|| EncoderError::Model {
-        context: format!("3D encoder preset `{name}`"),
-        source: candle_core::Error::Msg("the preset has no 3D encoder".into()),
-    })
-}
-
 /// Nearest-neighbour resize of `f32[h, w, 3]` to `f32[size, size, 3]` (pixel centres).
 pub fn resize_nearest(points: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(size * size * 3);
@@ -145,7 +135,7 @@ fn load_cut3r(cfg: &Encoder3dConfig, device: &Device) -> Result<Cut3rRunner, Enc
                 context: format!("Cut3R config {}", p.display()),
                 source: candle_core::Error::Msg(e),
             })?,
-        None => Cut3rConfig::preset(&c.preset).map_err(model("Cut3R preset"))?,
+        None => Cut3rConfig::preset(c.preset),
     };
     let model_ = Cut3r::load(&model_cfg, std::slice::from_ref(path), device)
         .map_err(model(format!("Cut3R from {}", path.display())))?;
@@ -187,7 +177,7 @@ impl Encoder3d {
     /// Builds the encoder (nothing to build for backend `none`).
     pub fn new(cfg: &Encoder3dConfig) -> Result<Self, EncoderError> {
         let device = cfg.device.resolve()?;
-        let vit_cfg = preset(&cfg.preset)?;
+        let vit_cfg = cfg.preset.spatial();
         let cut3r = match cfg.backend {
             Backend::Cut3r => Some(load_cut3r(cfg, &device)?),
             _ => None,

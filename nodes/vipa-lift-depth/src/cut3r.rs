@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use vipa_hand3d::geometry::{Intrinsics, PointMap};
-use vipa_models::vision::config::Cut3rConfig;
+use vipa_models::vision::config::{Cut3rConfig, Cut3rPreset};
 use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
 
@@ -46,7 +46,7 @@ pub struct Cut3rBackendConfig {
     /// Config JSON written by `convert_cut3r.py`; `null` = `preset`.
     pub config: Option<PathBuf>,
     /// `cut3r_512` (the release) or `tiny` (tests), used without `config`.
-    pub preset: String,
+    pub preset: Cut3rPreset,
     /// Long side of the network input in pixels (512 as upstream's demo).
     pub size: usize,
     /// Points with confidence below this become NaN (0 = keep all).
@@ -59,7 +59,7 @@ impl Default for Cut3rBackendConfig {
         Self {
             checkpoint: None,
             config: None,
-            preset: "cut3r_512".into(),
+            preset: Cut3rPreset::Cut3r512,
             size: 512,
             min_conf: 0.0,
             device: DeviceChoice::Auto,
@@ -80,12 +80,6 @@ impl Cut3rBackendConfig {
             return Err(format!(
                 "`cut3r.min_conf` must be ≥ 0, got {}",
                 self.min_conf
-            ));
-        }
-        if self.config.is_none() && Cut3rConfig::preset(&self.preset).is_err() {
-            return Err(format!(
-                "`cut3r.preset` must be cut3r_512 or tiny, got {:?}",
-                self.preset
             ));
         }
         Ok(())
@@ -162,8 +156,7 @@ impl Cut3rBackend {
                     }
                 })?
             }
-            None => Cut3rConfig::preset(&cfg.preset)
-                .map_err(|e| Cut3rBackendError::Load(e.to_string()))?,
+            None => Cut3rConfig::preset(cfg.preset),
         };
         let device = cfg.device.resolve()?;
         tracing::info!(device = %vipa_models::device::describe(&device), "cut3r backend device");

@@ -182,7 +182,7 @@ fn setup_errors_name_the_file_or_key() {
     // The tiny checkpoint under the full-size config: a shape error naming a tensor.
     let mut c = cfg();
     c.cut3r.config = None;
-    c.cut3r.preset = "cut3r_512".into();
+    c.cut3r.preset = vipa_models::vision::config::Cut3rPreset::Cut3r512;
     let e = LiftDepth::new(c).err().unwrap().to_string();
     assert!(e.contains("tiny.safetensors") && e.contains("shape"), "{e}");
 

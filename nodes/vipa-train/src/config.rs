@@ -50,6 +50,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vipa_models::Preset;
 use vipa_models::device::DeviceChoice;
 
 /// Train or evaluate.
@@ -92,7 +93,7 @@ pub use vipa_node_kit::Paths;
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub mode: Mode,
-    pub preset: String,
+    pub preset: Preset,
     pub stage: u8,
     pub llm_weights: Option<PathBuf>,
     pub weights: Paths,
@@ -126,7 +127,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Train,
-            preset: "tiny".into(),
+            preset: Preset::Tiny,
             stage: 1,
             llm_weights: None,
             weights: Paths::default(),
@@ -158,27 +159,15 @@ impl Default for TrainConfig {
     }
 }
 
-/// Presets the node knows.
-pub const PRESETS: [&str; 3] = ["tiny", "small", "internvl3_5_2b"];
-
 impl TrainConfig {
     /// Peak learning rate: the config's, else the preset's (paper: 1e-5 for the full preset).
     pub fn lr(&self) -> f64 {
-        self.lr.unwrap_or(if self.preset == "internvl3_5_2b" {
-            1e-5
-        } else {
-            1e-4
-        })
+        self.lr.unwrap_or(self.preset.default_lr())
     }
 
     /// Samples per optimizer step: the config's, else the preset's (paper: 32).
     pub fn batch_size(&self) -> u32 {
-        self.batch_size
-            .unwrap_or(if self.preset == "internvl3_5_2b" {
-                32
-            } else {
-                8
-            })
+        self.batch_size.unwrap_or(self.preset.default_batch_size())
     }
 
     /// The config with every preset-dependent default written out (what checkpoints record).
@@ -193,13 +182,13 @@ impl TrainConfig {
     /// Whether the projector trains: the config's choice, else the preset's default.
     pub fn trains_projector(&self) -> bool {
         self.train_projector
-            .unwrap_or(self.preset != "internvl3_5_2b")
+            .unwrap_or(self.preset.trains_projector())
     }
 
     /// Whether the LLM trains in stage 1: the config's choice, else the preset's (only `tiny`,
     /// whose LLM is random).
     pub fn trains_llm_in_stage1(&self) -> bool {
-        self.train_llm.unwrap_or(self.preset == "tiny")
+        self.train_llm.unwrap_or(self.preset.trains_llm_in_stage1())
     }
 
     pub fn checkpoint_dir(&self) -> PathBuf {
@@ -217,19 +206,16 @@ impl TrainConfig {
 
 impl vipa_node_kit::NodeConfig for TrainConfig {
     fn validate(&self) -> Result<(), String> {
-        if !PRESETS.contains(&self.preset.as_str()) {
-            return Err(format!(
-                "`preset` must be one of {PRESETS:?}, got {:?}",
-                self.preset
-            ));
-        }
         if self.stage != 1 && self.stage != 2 {
             return Err(format!(
                 "`stage` must be 1 or 2 (stage 3, robot post-training, is the action-head node), got {}",
                 self.stage
             ));
         }
-        if self.preset != "tiny" && self.llm_weights.is_none() && self.mode == Mode::Train {
+        if self.preset.has_pretrained_llm()
+            && self.llm_weights.is_none()
+            && self.mode == Mode::Train
+        {
             return Err(format!(
                 "preset `{}` needs `llm_weights` (e.g. ../data/weights/SmolLM2-135M-Instruct.Q4_1.gguf, made by `make weights`); only `tiny` runs on a random LLM",
                 self.preset
@@ -290,7 +276,7 @@ mod tests {
         assert!(err.to_string().contains("llm_weights"), "{err}");
         assert!(TrainConfig::default().trains_projector());
         let full = TrainConfig {
-            preset: "internvl3_5_2b".into(),
+            preset: Preset::InternVl35_2b,
             ..TrainConfig::default()
         };
         assert_eq!((full.lr(), full.batch_size()), (1e-5, 32));

@@ -1,21 +1,12 @@
 //! Builds the trainer's model ([`VipaLm`]) and tokenizer for a preset, and turns a joined
 //! sample into model inputs.
 //!
-//! | preset | vision side (encoder nodes) | LLM | tokenizer | trains in stage 1 | trains in stage 2 |
-//! |---|---|---|---|---|---|
-//! | `tiny` | tiny InternViT + tiny point-map ViT, seeded random | 2-layer Llama, seeded random, 258-token byte vocabulary | bytes | fusion + projector + LLM | fusion + projector + LLM |
-//! | `small` | small InternViT (384 wide, 224 px) + small point-map ViT, seeded random | SmolLM2-135M-Instruct (GGUF) | the GGUF's | fusion + projector (the committed graphs add the LLM: `train_llm: true`, `lr_llm`) | fusion + projector + LLM (motion rows included) |
-//! | `internvl3_5_2b` | InternViT-300M (checkpoint) + point-map ViT | Qwen3 of InternVL3.5-2B (checkpoint) | `tokenizer.json` | fusion (paper) | fusion + LLM (paper; GGUF weights only so far) |
+//! What each preset means (encoders, LLM, tokenizer, what trains in stage 1, and why) is
+//! [`vipa_models::Preset`]'s documentation. In stage 2 every preset trains fusion + projector +
+//! LLM (the full preset: fusion + LLM, as the paper; GGUF LLM weights only so far).
 //!
 //! Stage 2 adds the 3 × 1024 motion tokens to the tokenizer and grows the LLM's embedding
 //! rows (mean-of-rows init, `vipa_models::llm::motion`); motion answers are the tokens.
-//!
-//! Why the projector trains in `tiny` and `small`: no pretrained InternVL of that size exists,
-//! so their projector starts random and a frozen random projector would feed the frozen LLM
-//! noise that no fusion layer can fix. The paper starts from a pretrained VLM whose projector
-//! already speaks the LLM's language, so the full preset keeps the paper's set (fusion only).
-//! `tiny` trains its LLM as well: a frozen *random* LLM has no language to align to (its
-//! logits barely move whatever its inputs), and `tiny` exists to test the loop quickly.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,11 +15,11 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use eyre::{WrapErr, bail, eyre};
+use vipa_models::Preset;
 use vipa_models::checkpoint::Checkpoint;
 use vipa_models::llm::text::TextCodec;
-use vipa_models::llm::{Arch, GgufCheckpoint, LlmConfig, load_tokenizer, tokenizer_from_gguf};
+use vipa_models::llm::{GgufCheckpoint, LlmConfig, load_tokenizer, tokenizer_from_gguf};
 use vipa_models::stage::{ParamGroup, Stage, StagePolicy};
-use vipa_models::vipa::VipaVisionConfig;
 use vipa_models::vipa_lm::{VipaLm, VipaLmWeights};
 use vipa_models::vision::spatial::SpatialTokens;
 use vipa_models::vlm::VipaConfig;
@@ -87,10 +78,9 @@ pub fn build(
     dev: &Device,
 ) -> eyre::Result<Built> {
     let policy = policy(cfg);
-    let vision = VipaVisionConfig::preset(&cfg.preset)
-        .map_err(|e| eyre!("vision preset `{}`: {e}", cfg.preset))?;
-    let src = match cfg.preset.as_str() {
-        "tiny" => {
+    let vision = cfg.preset.vision();
+    let src = match cfg.preset {
+        Preset::Tiny => {
             if cfg.llm_weights.is_some() || cfg.tokenizer.is_some() {
                 bail!(
                     "preset `tiny` runs a seeded random LLM with a byte tokenizer; remove \
@@ -101,7 +91,7 @@ pub fn build(
             if cfg.stage == 2 {
                 codec = codec.with_motion().map_err(|e| eyre!("{e}"))?.0;
             }
-            let mut llm = LlmConfig::tiny(Arch::Llama);
+            let mut llm = cfg.preset.llm();
             llm.vocab_size = codec.min_vocab();
             llm.max_position_embeddings = 4096;
             LlmSource {
@@ -111,7 +101,7 @@ pub fn build(
                 tensors: None,
             }
         }
-        _ => {
+        Preset::Small | Preset::InternVl35_2b => {
             let path = cfg.llm_weights.as_deref().ok_or_else(|| {
                 eyre!(
                     "preset `{}` needs `llm_weights` in the trainer config",
@@ -299,10 +289,7 @@ fn load_llm(cfg: &TrainConfig, path: &Path, dev: &Device) -> eyre::Result<LlmSou
             eyre!("safetensors LLM weights need `tokenizer` (the checkpoint's tokenizer.json)")
         })?;
         let tokenizer = load_tokenizer(tok_path).map_err(|e| eyre!("{e}"))?;
-        let llm = match cfg.preset.as_str() {
-            "internvl3_5_2b" => LlmConfig::internvl3_5_2b(),
-            _ => LlmConfig::small(),
-        };
+        let llm = cfg.preset.llm();
         let codec = TextCodec::hf(tokenizer, llm.eos_token_id.first().copied())
             .map_err(|e| eyre!("{e}"))?;
         let mut files = vec![path.to_path_buf()];

@@ -38,7 +38,7 @@ pub fn mix(seed: u64, k: u64) -> u64 {
 /// What a finished (or stopped) run reports, also written to `summary.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
-    pub preset: String,
+    pub preset: vipa_models::Preset,
     pub stage: u8,
     /// Where it trained: `cpu`, `cuda:0`.
     pub device: String,
@@ -427,7 +427,7 @@ impl Trainer {
         };
         let steps_here = self.step - self.resumed_from.unwrap_or(0);
         let summary = TrainSummary {
-            preset: self.cfg.preset.clone(),
+            preset: self.cfg.preset,
             stage: self.cfg.stage,
             device: vipa_models::device::describe(&self.dev),
             steps: self.step,

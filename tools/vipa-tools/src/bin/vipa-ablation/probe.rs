@@ -474,11 +474,12 @@ fn load_fusion(dir: &Path, dev: &Device) -> eyre::Result<Fusion> {
             .latest(dev)?
             .ok_or_else(|| eyre!("{} holds no checkpoint", dir.display()))?
     };
-    let preset = loaded.meta.config["preset"]
+    let preset: vipa_models::Preset = loaded.meta.config["preset"]
         .as_str()
         .unwrap_or("small")
-        .to_owned();
-    let vision = vipa_models::vipa::VipaVisionConfig::preset(&preset)?;
+        .parse()
+        .map_err(|e| eyre!("the checkpoint in {}: {e}", dir.display()))?;
+    let vision = preset.vision();
     let cfg = vision
         .fusion
         .ok_or_else(|| eyre!("preset `{preset}` has no fusion layer"))?;
