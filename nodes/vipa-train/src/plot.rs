@@ -103,6 +103,33 @@ pub struct Panel {
     pub title: String,
     pub y_desc: String,
     pub bars: Vec<Bar>,
+    /// The top of the y axis. A bar or whisker above it is cut at the top and the bar is
+    /// labelled with its value, so that one outlier row does not flatten the others. `None`:
+    /// the axis fits every bar.
+    pub y_max: Option<f64>,
+}
+
+/// How one bar is drawn on an axis that ends at `top`.
+#[derive(Debug, Clone, PartialEq)]
+struct Drawn {
+    /// Height of the bar (≤ `top`).
+    height: f64,
+    /// The whisker's ends (≤ `top`) and whether its upper cap is drawn (not cut off).
+    whisker: Option<(f64, f64, bool)>,
+    /// The value, printed on a bar that was cut.
+    label: Option<String>,
+}
+
+fn drawn(b: &Bar, top: f64) -> Drawn {
+    let whisker = b
+        .interval
+        .filter(|i| i.0.is_finite() && i.1.is_finite() && i.0 <= top)
+        .map(|(lo, hi)| (lo, hi.min(top), hi <= top));
+    Drawn {
+        height: b.value.min(top),
+        whisker,
+        label: (b.value > top).then(|| format!("{:.3} ↑", b.value)),
+    }
 }
 
 /// Draws `panels` in a grid of `cols` columns into a PNG: one coloured bar per entry (the same
@@ -156,7 +183,11 @@ pub fn bar_panels(
             .map(|b| b.interval.map_or(b.value, |i| i.1.max(b.value)))
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
-        let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+        let top = match panel.y_max {
+            Some(m) if m.is_finite() && m > 0.0 => m,
+            _ if top > 0.0 => top * 1.15,
+            _ => 1.0,
+        };
         let mut builder = ChartBuilder::on(area);
         builder.margin(12);
         if labels {
@@ -182,23 +213,32 @@ pub fn bar_panels(
             let x0 = i as f64 + 0.15;
             let x1 = i as f64 + 0.85;
             let c = colors[i % colors.len()];
+            let d = drawn(b, top);
             chart.draw_series(std::iter::once(Rectangle::new(
-                [(x0, 0.0), (x1, b.value)],
+                [(x0, 0.0), (x1, d.height)],
                 c.filled(),
             )))?;
-            if let Some((lo, hi)) = b.interval.filter(|i| i.0.is_finite() && i.1.is_finite()) {
+            if let Some((lo, hi, cap)) = d.whisker {
                 let xm = i as f64 + 0.5;
                 let whisker = BLACK.stroke_width(2);
                 chart.draw_series(std::iter::once(PathElement::new(
                     vec![(xm, lo), (xm, hi)],
                     whisker,
                 )))?;
-                for y in [lo, hi] {
+                let caps: &[f64] = if cap { &[lo, hi] } else { &[lo] };
+                for &y in caps {
                     chart.draw_series(std::iter::once(PathElement::new(
                         vec![(xm - 0.15, y), (xm + 0.15, y)],
                         whisker,
                     )))?;
                 }
+            }
+            if let Some(text) = d.label.filter(|_| labels) {
+                chart.draw_series(std::iter::once(Text::new(
+                    text,
+                    (x0, top * 0.97),
+                    ("sans-serif", 14).into_font().color(&WHITE),
+                )))?;
             }
         }
     }
@@ -235,11 +275,39 @@ mod tests {
                 title: format!("task {i}"),
                 y_desc: "m".into(),
                 bars: vec![bar("a", 0.1), bar("b", 0.2), bar("prior", f64::NAN)],
+                y_max: (i == 3).then_some(0.15),
             })
             .collect();
         bar_panels(&path, "table", &panels, 2).unwrap();
         assert_eq!(&std::fs::read(&path).unwrap()[1..4], b"PNG");
         assert!(bar_panels(&path, "none", &[], 2).is_err());
+    }
+
+    #[test]
+    fn a_bar_above_the_axis_is_cut_and_labelled() {
+        let b = Bar {
+            label: "untrained".into(),
+            value: 10.659,
+            interval: Some((6.7, 15.4)),
+        };
+        let d = drawn(&b, 0.5);
+        assert_eq!(d.height, 0.5);
+        assert_eq!(d.label.as_deref(), Some("10.659 ↑"));
+        assert_eq!(d.whisker, None, "its whole interval is above the axis");
+        let b = Bar {
+            label: "trained".into(),
+            value: 0.158,
+            interval: Some((0.148, 0.7)),
+        };
+        let d = drawn(&b, 0.5);
+        assert_eq!(d.height, 0.158);
+        assert_eq!(d.label, None);
+        assert_eq!(
+            d.whisker,
+            Some((0.148, 0.5, false)),
+            "the cut whisker loses its cap"
+        );
+        assert_eq!(drawn(&b, 1.0).whisker, Some((0.148, 0.7, true)));
     }
 
     #[test]

@@ -464,10 +464,28 @@ fn draw(t: &Table, path: &Path) -> eyre::Result<()> {
                     }
                 })
                 .collect();
+            let bars: Vec<Bar> = bars;
+            // Direction on its whole scale (0-3); distance up to 3x the prior's, so that the
+            // untrained row's metres-off answers are cut and labelled, not the only bar seen.
+            let prior = t
+                .prior()
+                .and_then(|p| bars.iter().find(|b| b.label == p.label))
+                .map_or(f64::NAN, |b| b.value);
+            let y_max = if unit == "m" {
+                (prior.is_finite() && prior > 0.0).then_some(3.0 * prior)
+            } else {
+                Some(3.0)
+            };
+            let empty = bars.iter().all(|b| !b.value.is_finite());
             panels.push(Panel {
-                title: format!("{metric}: {name}"),
+                title: if empty {
+                    format!("{metric}: {name} (no distances)")
+                } else {
+                    format!("{metric}: {name}")
+                },
                 y_desc: unit.into(),
                 bars,
+                y_max,
             });
         }
     }
