@@ -49,8 +49,8 @@ pub use credit::CreditRequester;
 pub use io::{DoraOutputs, InputMsg, IoError, Outputs, RecordingOutputs, Sent};
 pub use progress::{Progress, ProgressFile};
 pub use runtime::{
-    Flow, LingerEnd, Recv, StreamError, StreamLogic, StreamState, Triage, init_tracing, linger,
-    recv_until, run_inputs, run_stream,
+    BoxError, EncoderError, Flow, LingerEnd, Recv, StreamError, StreamLogic, StreamState, Triage,
+    init_tracing, linger, recv_until, run_inputs, run_stream,
 };
 pub use seq::{SeqEvent, SeqGap, SeqStats, SeqTracker};
 

@@ -215,6 +215,96 @@ pub enum StreamError {
     Io(#[from] crate::IoError),
 }
 
+/// A boxed error of any source (a model's, a device's), so that this crate names neither.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a frozen-encoder node (encoder-2d, encoder-3d: a [`StreamLogic`] that turns each frame
+/// into features) cannot go on. One type for both: they fail in the same ways.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// The model could not be built or run; `context` says which and on what.
+    #[error("{context}: {source}")]
+    Model {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error(
+        "{0}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
+    )]
+    Gap(#[from] crate::SeqGap),
+    #[error(transparent)]
+    Stream(Box<StreamError>),
+    #[error("input `{input}`: {source}")]
+    Decode {
+        input: String,
+        #[source]
+        source: Box<vipa_msgs::MsgError>,
+    },
+    /// The configured device is not available.
+    #[error(transparent)]
+    Device(BoxError),
+    #[error(transparent)]
+    Io(Box<crate::IoError>),
+    #[error("feature cache {path}: {source} (fix the folder's permissions or set `cache: null`)")]
+    Cache {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<StreamError> for EncoderError {
+    fn from(e: StreamError) -> Self {
+        Self::Stream(Box::new(e))
+    }
+}
+
+impl From<crate::IoError> for EncoderError {
+    fn from(e: crate::IoError) -> Self {
+        Self::Io(Box::new(e))
+    }
+}
+
+impl EncoderError {
+    /// `map_err` for a model error: `.map_err(EncoderError::model("3D encoder weights"))`.
+    pub fn model<E>(context: impl Into<String>) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let context = context.into();
+        move |source| Self::Model {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    /// `map_err` for a message on `input` that does not decode.
+    pub fn decode(input: impl Into<String>) -> impl FnOnce(vipa_msgs::MsgError) -> Self {
+        let input = input.into();
+        move |source| Self::Decode {
+            input,
+            source: Box::new(source),
+        }
+    }
+
+    /// A model error from a message (no source error to wrap).
+    pub fn model_msg(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Model {
+            context: context.into(),
+            source: message.into().into(),
+        }
+    }
+
+    /// `map_err` for the device choice's error.
+    pub fn device<E>(e: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Self::Device(Box::new(e))
+    }
+}
+
 impl StreamState {
     /// The common start of a stream node's input handling: a stream end is sequence-checked
     /// and forwarded on `output` ([`Triage::Ended`]), a control message is left alone

@@ -15,10 +15,9 @@ use vipa_models::checkpoint::Checkpoint;
 use vipa_models::vision::intern_vit::SemanticEncoder;
 use vipa_models::vision::preprocess::preprocess_rgb;
 use vipa_msgs::ports;
-use vipa_msgs::{ImageFrame, Metadata, MsgError, Payload, StreamHeader, TensorMsg};
+use vipa_msgs::{ImageFrame, Metadata, Payload, StreamHeader, TensorMsg};
 use vipa_node_kit::{
-    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqGap, StreamError, StreamLogic,
-    StreamState, Triage, content_key,
+    CachedFeatures, FeatureCache, InputMsg, Outputs, StreamLogic, StreamState, Triage, content_key,
 };
 
 use crate::config::{Encoder2dConfig, Features};
@@ -27,48 +26,11 @@ use vipa_models::seeded::seeded_builder;
 /// Keys copied from an input frame to its features.
 pub const PASS_THROUGH: [&str; 3] = vipa_msgs::meta::keys::SAMPLE_KEYS;
 
-/// Why the encoder cannot go on.
-#[derive(Debug, thiserror::Error)]
-pub enum EncoderError {
-    #[error("{context}: {source}")]
-    Model {
-        context: String,
-        #[source]
-        source: candle_core::Error,
-    },
-    #[error(
-        "{0}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
-    )]
-    Gap(#[from] SeqGap),
-    #[error(transparent)]
-    Stream(Box<StreamError>),
-    #[error("input `{input}`: {source}")]
-    Decode {
-        input: String,
-        #[source]
-        source: MsgError,
-    },
-    #[error(transparent)]
-    Device(#[from] vipa_models::device::DeviceError),
-    #[error(transparent)]
-    Io(#[from] IoError),
-    #[error("feature cache {path}: {source} (fix the folder's permissions or set `cache: null`)")]
-    Cache {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl From<StreamError> for EncoderError {
-    fn from(e: StreamError) -> Self {
-        Self::Stream(Box::new(e))
-    }
-}
+/// Why the encoder cannot go on (shared with the other encoder node).
+pub use vipa_node_kit::EncoderError;
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
-    let context = context.into();
-    move |source| EncoderError::Model { context, source }
+    EncoderError::model(context)
 }
 
 /// The frozen semantic encoder node logic.
@@ -94,7 +56,7 @@ impl Encoder2d {
     /// Builds the encoder: from `weights` when given (plain tensors, nothing trains), else
     /// from the seeded random init.
     pub fn new(cfg: &Encoder2dConfig) -> Result<Self, EncoderError> {
-        let device = cfg.device.resolve()?;
+        let device = cfg.device.resolve().map_err(EncoderError::device)?;
         let vl = cfg.preset.semantic();
         let encoder = match &cfg.weights {
             Some(paths) => {
@@ -223,10 +185,7 @@ impl Encoder2d {
             &["tokens", "channels"],
             values,
         )
-        .map_err(|source| EncoderError::Decode {
-            input: ports::TOKENS_2D.into(),
-            source,
-        })?;
+        .map_err(EncoderError::decode(ports::TOKENS_2D))?;
         let (array, mut meta) = msg.to_arrow();
         for key in PASS_THROUGH {
             if let Some(v) = input_meta.get(key) {
@@ -254,10 +213,7 @@ impl StreamLogic for Encoder2d {
             tracing::warn!(input = %msg.id, "ignoring unexpected input");
             return Ok(());
         }
-        let decode = |source| EncoderError::Decode {
-            input: msg.id.clone(),
-            source,
-        };
+        let decode = EncoderError::decode(msg.id.clone());
         if self.stream.triage(msg, ports::TOKENS_2D, out)? != Triage::Data {
             return Ok(());
         }

@@ -30,12 +30,9 @@ use vipa_models::vision::cut3r::{Cut3r, Cut3rState, normalize_rgb01};
 use vipa_models::vision::resize::pil_resize_bicubic;
 use vipa_models::vision::spatial::PointMapVit;
 use vipa_msgs::ports;
-use vipa_msgs::{
-    ImageFrame, MetaValue, Metadata, MsgError, Payload, PointMap, StreamHeader, TensorMsg,
-};
+use vipa_msgs::{ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader, TensorMsg};
 use vipa_node_kit::{
-    CachedFeatures, FeatureCache, InputMsg, IoError, Outputs, SeqGap, StreamError, StreamLogic,
-    StreamState, Triage, content_key,
+    CachedFeatures, FeatureCache, InputMsg, Outputs, StreamLogic, StreamState, Triage, content_key,
 };
 
 use crate::config::{Backend, Encoder3dConfig};
@@ -51,48 +48,11 @@ pub const PASS_THROUGH: [&str; 3] = vipa_msgs::meta::keys::SAMPLE_KEYS;
 /// Checkpoint prefix of the point-map ViT (as in `VipaVision`).
 pub const PREFIX: &str = "spatial_encoder";
 
-/// Why the encoder cannot go on.
-#[derive(Debug, thiserror::Error)]
-pub enum EncoderError {
-    #[error("{context}: {source}")]
-    Model {
-        context: String,
-        #[source]
-        source: candle_core::Error,
-    },
-    #[error(
-        "{0}; a lost frame would silently drop a training sample, so the encoder stops (raise the input's queue_size)"
-    )]
-    Gap(#[from] SeqGap),
-    #[error(transparent)]
-    Stream(Box<StreamError>),
-    #[error("input `{input}`: {source}")]
-    Decode {
-        input: String,
-        #[source]
-        source: MsgError,
-    },
-    #[error(transparent)]
-    Device(#[from] vipa_models::device::DeviceError),
-    #[error(transparent)]
-    Io(#[from] IoError),
-    #[error("feature cache {path}: {source} (fix the folder's permissions or set `cache: null`)")]
-    Cache {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl From<StreamError> for EncoderError {
-    fn from(e: StreamError) -> Self {
-        Self::Stream(Box::new(e))
-    }
-}
+/// Why the encoder cannot go on (shared with the other encoder node).
+pub use vipa_node_kit::EncoderError;
 
 fn model(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> EncoderError {
-    let context = context.into();
-    move |source| EncoderError::Model { context, source }
+    EncoderError::model(context)
 }
 
 /// Nearest-neighbour resize of `f32[h, w, 3]` to `f32[size, size, 3]` (pixel centres).
@@ -120,21 +80,16 @@ struct Cut3rRunner {
 fn load_cut3r(cfg: &Encoder3dConfig, device: &Device) -> Result<Cut3rRunner, EncoderError> {
     let c = &cfg.cut3r;
     let Some(path) = &c.checkpoint else {
-        return Err(EncoderError::Model {
-            context: "backend cut3r".into(),
-            source: candle_core::Error::Msg(
-                "`cut3r.checkpoint` is not set (a safetensors file from convert_cut3r.py)".into(),
-            ),
-        });
+        return Err(EncoderError::model_msg(
+            "backend cut3r",
+            "`cut3r.checkpoint` is not set (a safetensors file from convert_cut3r.py)",
+        ));
     };
     let model_cfg = match &c.config {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<Cut3rConfig>(&t).map_err(|e| e.to_string()))
-            .map_err(|e| EncoderError::Model {
-                context: format!("Cut3R config {}", p.display()),
-                source: candle_core::Error::Msg(e),
-            })?,
+            .map_err(|e| EncoderError::model_msg(format!("Cut3R config {}", p.display()), e))?,
         None => Cut3rConfig::preset(c.preset),
     };
     let model_ = Cut3r::load(&model_cfg, std::slice::from_ref(path), device)
@@ -176,7 +131,7 @@ impl std::fmt::Debug for Encoder3d {
 impl Encoder3d {
     /// Builds the encoder (nothing to build for backend `none`).
     pub fn new(cfg: &Encoder3dConfig) -> Result<Self, EncoderError> {
-        let device = cfg.device.resolve()?;
+        let device = cfg.device.resolve().map_err(EncoderError::device)?;
         let vit_cfg = cfg.preset.spatial();
         let cut3r = match cfg.backend {
             Backend::Cut3r => Some(load_cut3r(cfg, &device)?),
@@ -330,14 +285,14 @@ impl Encoder3d {
         let n_tokens = self.tokens();
         let device = self.device.clone();
         let Some(c) = &mut self.cut3r else {
-            return Err(EncoderError::Model {
-                context: "image input".into(),
-                source: candle_core::Error::Msg(format!(
+            return Err(EncoderError::model_msg(
+                "image input",
+                format!(
                     "backend {:?} encodes point maps; only backend cut3r takes `{}`",
                     self.cfg.backend,
                     ports::IMAGE
-                )),
-            });
+                ),
+            ));
         };
         let slot = meta_int(meta, vipa_msgs::meta::keys::FRAME_SLOT);
         let sample = meta_int(meta, vipa_msgs::meta::keys::SAMPLE_SEQ);
@@ -367,10 +322,7 @@ impl Encoder3d {
             .and_then(|t| normalize_rgb01(&t.unsqueeze(0)?))
             .map_err(model("frame to tensor"))?;
         let Some((_, _, state)) = &mut c.state else {
-            return Err(EncoderError::Model {
-                context: "Cut3R".into(),
-                source: candle_core::Error::Msg("no state".into()),
-            });
+            return Err(EncoderError::model_msg("Cut3R", "no state"));
         };
         let out = c.model.step(state, &x).map_err(model("Cut3R forward"))?;
         let tokens = out.tokens.squeeze(0).map_err(model("tokens"))?;
@@ -399,21 +351,18 @@ impl StreamLogic for Encoder3d {
         if msg.id != data_input {
             if self.cut3r.is_some() && msg.id == ports::POINTMAP {
                 // Dropping it would silently lose a training sample.
-                return Err(EncoderError::Model {
-                    context: format!("input `{}`", ports::POINTMAP),
-                    source: candle_core::Error::Msg(format!(
+                return Err(EncoderError::model_msg(
+                    format!("input `{}`", ports::POINTMAP),
+                    format!(
                         "backend cut3r encodes RGB frames: wire the frames to `{}`",
                         ports::IMAGE
-                    )),
-                });
+                    ),
+                ));
             }
             tracing::warn!(input = %msg.id, "ignoring unexpected input");
             return Ok(());
         }
-        let decode = |source| EncoderError::Decode {
-            input: msg.id.clone(),
-            source,
-        };
+        let decode = EncoderError::decode(msg.id.clone());
         if self.stream.triage(msg, ports::TOKENS_3D, out)? != Triage::Data {
             return Ok(());
         }
@@ -442,10 +391,7 @@ impl StreamLogic for Encoder3d {
             &["tokens", "channels"],
             values,
         )
-        .map_err(|source| EncoderError::Decode {
-            input: ports::TOKENS_3D.into(),
-            source,
-        })?;
+        .map_err(EncoderError::decode(ports::TOKENS_3D))?;
         let (array, mut meta) = tmsg.to_arrow();
         meta.insert(TOKEN_VALID.into(), MetaValue::ListInt(valid));
         pass_through(&msg.meta, &mut meta);
