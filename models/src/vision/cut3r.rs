@@ -41,6 +41,7 @@
 //! `dec_blocks_state.N.cross_attn.projq`, `pose_retriever.mem`, `downstream_head.dpt_self.…`);
 //! see `models/VISION.md` and `models/scripts/convert_cut3r.py`.
 
+pub mod config;
 mod dpt;
 
 use std::path::Path;

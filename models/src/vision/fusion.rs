@@ -18,6 +18,8 @@
 //! Keys (under `fusion.`): `ln_sem`, `ln_spa`, `q_proj`, `k_proj`, `v_proj`, `out_proj`,
 //! `alpha` (shape `[1]`), `ln_out`. All ops are differentiable ([`crate::ops`]).
 
+pub mod config;
+
 use candle_core::{Error, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 

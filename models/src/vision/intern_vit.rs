@@ -13,6 +13,8 @@
 //! 3. pixel shuffle 0.5 → `[b, gh·gw/4, 4d]`;
 //! 4. `mlp1`: LayerNorm → Linear → GELU → Linear → `[b, gh·gw/4, d_llm]`.
 
+pub mod config;
+
 use candle_core::{Error, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
 

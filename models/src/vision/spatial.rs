@@ -6,6 +6,8 @@
 //! output as Cut3R's decoder tokens — `f32[b, n_tokens, d_s]` — so the fusion layer does not care
 //! which backend runs.
 
+pub mod config;
+
 use candle_core::{DType, Error, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
