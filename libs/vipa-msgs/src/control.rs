@@ -117,6 +117,19 @@ pub struct Ack {
     pub received: u64,
 }
 
+/// A frame a node could not answer (no sidecar, an unreadable input, a model error): sent in
+/// place of its output, so that the stream still carries one message per input frame in `seq`
+/// order and the receiver learns which frame failed, where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The frame's header, with `seq` this message's position on the sender's output.
+    pub header: StreamHeader,
+    /// The node that failed (`lift-depth`, `lift-hands`).
+    pub node: String,
+    /// Why, in words.
+    pub error: String,
+}
+
 /// Any control message, for receivers that dispatch on `kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -304,6 +317,42 @@ impl Payload for Request {
         let credits = r.dim(CREDITS)?;
         let skip = if r.has(SKIP) { r.uint(SKIP)? } else { 0 };
         Ok(Self { seq, credits, skip })
+    }
+}
+
+impl FrameError {
+    const KIND: &'static str = "frame_error";
+    /// Metadata key of the reason.
+    pub const KEY_ERROR: &'static str = "error";
+    /// Metadata key of the failing node.
+    pub const KEY_NODE: &'static str = "node";
+}
+
+impl Payload for FrameError {
+    const KIND: &'static str = Self::KIND;
+
+    fn to_arrow(&self) -> (ArrayRef, Metadata) {
+        let (array, mut meta) = encode(Self::KIND, Some(&self.header), 0);
+        put(
+            &mut meta,
+            Self::KEY_ERROR,
+            MetaValue::String(self.error.clone()),
+        );
+        put(
+            &mut meta,
+            Self::KEY_NODE,
+            MetaValue::String(self.node.clone()),
+        );
+        (array, meta)
+    }
+
+    fn from_arrow(array: &dyn Array, meta: &Metadata) -> Result<Self, MsgError> {
+        let r = check(Self::KIND, array, meta)?;
+        Ok(Self {
+            header: StreamHeader::read(Self::KIND, meta)?,
+            node: r.str(Self::KEY_NODE)?.to_owned(),
+            error: r.str(Self::KEY_ERROR)?.to_owned(),
+        })
     }
 }
 

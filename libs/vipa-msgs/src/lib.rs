@@ -45,7 +45,7 @@ pub mod tensor;
 mod wire;
 
 pub use camera::{CameraIntrinsics, CameraIntrinsicsMsg, CameraPoseMsg, RigidTransform};
-pub use control::{Ack, ClipEnd, Control, Request, StreamEnd, kind_of};
+pub use control::{Ack, ClipEnd, Control, FrameError, Request, StreamEnd, kind_of};
 pub use depth::{DepthMap, PointMap};
 pub use detections::{Detection, DetectionsMsg};
 pub use error::MsgError;

@@ -1381,3 +1381,29 @@ fn bulk_payloads_decode_without_copying() {
     let back = ActionChunk::from_arrow(array.as_ref(), &meta).unwrap();
     assert_eq!(back.values.values().as_ptr(), a.values.values().as_ptr());
 }
+
+#[test]
+fn frame_error_round_trip_and_errors() {
+    let f = FrameError {
+        header: header(),
+        node: "lift-depth".into(),
+        error: "no sidecar clip_0003.truth.parquet".into(),
+    };
+    let (array, meta) = round_trip(&f);
+    assert_eq!(kind_of(&meta), Some("frame_error"));
+    assert_missing(
+        FrameError::from_arrow(array.as_ref(), &without(&meta, FrameError::KEY_ERROR)),
+        FrameError::KEY_ERROR,
+    );
+    assert_missing(
+        FrameError::from_arrow(array.as_ref(), &without(&meta, FrameError::KEY_NODE)),
+        FrameError::KEY_NODE,
+    );
+    // Another kind is not a frame error.
+    let ack = Ack {
+        seq: 0,
+        received: 1,
+    };
+    let (a, m) = ack.to_arrow();
+    assert!(FrameError::from_arrow(a.as_ref(), &m).is_err());
+}

@@ -36,17 +36,14 @@ use vipa_hand3d::{
 };
 use vipa_msgs::ports;
 use vipa_msgs::{
-    Ack, ClipEnd, Control, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, PointMap,
-    StreamEnd, StreamHeader, kind_of,
+    Ack, ClipEnd, Control, FrameError, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata,
+    Payload, PointMap, StreamEnd, StreamHeader, kind_of,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqStats, SeqTracker};
 use vipa_truth::{ClipTruth, read_clip_truth, sidecar_path};
 
 use crate::config::{AnnotateConfig, ObjectSource};
 
-/// `kind` of the lift nodes' frame-error markers, and the key of their reason.
-pub const FRAME_ERROR_KIND: &str = "frame_error";
-pub const KEY_ERROR: &str = "error";
 /// Extra keys lift-depth puts on a point map.
 pub const KEY_INTRINSICS: &str = "intrinsics";
 pub const KEY_POSE: &str = "world_from_camera";
@@ -696,23 +693,14 @@ fn decode_part<T>(
         &Metadata,
     ) -> Result<(StreamHeader, T), vipa_msgs::MsgError>,
 ) -> Option<(StreamHeader, Result<T, String>)> {
-    if kind_of(&msg.meta) == Some(FRAME_ERROR_KIND) {
-        let header = match StreamHeader::read("frame_error", &msg.meta) {
-            Ok(h) => h,
+    if kind_of(&msg.meta) == Some(<FrameError as Payload>::KIND) {
+        return match FrameError::from_arrow(msg.array.as_ref(), &msg.meta) {
+            Ok(f) => Some((f.header, Err(format!("{}: {}", f.node, f.error)))),
             Err(e) => {
                 tracing::error!(input = %msg.id, "bad frame-error marker: {e}");
-                return None;
+                None
             }
         };
-        let reason = match msg.meta.get(KEY_ERROR) {
-            Some(MetaValue::String(s)) => s.clone(),
-            _ => "unknown error".to_owned(),
-        };
-        let node = match msg.meta.get("node") {
-            Some(MetaValue::String(s)) => s.clone(),
-            _ => msg.id.clone(),
-        };
-        return Some((header, Err(format!("{node}: {reason}"))));
     }
     match decode(msg.array.as_ref(), &msg.meta) {
         Ok((header, v)) => Some((header, Ok(v))),

@@ -16,8 +16,8 @@
 //!   (`world_from_camera`, 16 floats row-major, when the backend knows it) and
 //!   [`KEY_BACKEND`];
 //! - or, when the frame cannot be lifted (no sidecar for the clip, size mismatch, …), a
-//!   **frame error** marker ([`frame_error`]): empty array, header keys, `kind = "frame_error"`,
-//!   `error` = the reason. The annotate node skips the clip with that reason, and the frame is
+//!   **frame error** ([`vipa_msgs::FrameError`]): empty array, header keys,
+//!   `kind = "frame_error"`, `error` = the reason, `node`. The annotate node skips the clip with that reason, and the frame is
 //!   still accounted for, so flow control and gap counting stay exact.
 //!
 //! # Backends (`backend` in `VIPA_CONFIG`, see [`config`])
@@ -40,7 +40,4 @@ pub mod node;
 pub use config::{Backend, LiftDepthConfig};
 pub use cut3r::{Cut3rBackend, Cut3rBackendConfig, Cut3rBackendError};
 pub use depth_anything::{DepthAnything, DepthAnythingConfig, DepthAnythingError};
-pub use lift::{
-    FRAME_ERROR_KIND, KEY_BACKEND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftSetupError,
-    LiftTotals, frame_error,
-};
+pub use lift::{KEY_BACKEND, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftSetupError, LiftTotals};

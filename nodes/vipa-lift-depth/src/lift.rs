@@ -1,15 +1,14 @@
 //! The per-message logic of lift-depth, without dora: [`LiftDepth::on_input`] answers every
 //! `image` with exactly one message on [`ports::POINTMAP`] (a point map or a frame error).
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, UInt8Array};
+use arrow::array::ArrayRef;
 use vipa_hand3d::backend::{ScaledBackend, sidecar_point_map};
 use vipa_hand3d::geometry::{Intrinsics, backproject};
 use vipa_hand3d::truth::{clip_seed, intrinsics};
-use vipa_msgs::meta::keys;
 use vipa_msgs::ports;
-use vipa_msgs::{Control, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader};
+use vipa_msgs::{
+    Control, FrameError, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader,
+};
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
 pub use vipa_truth::sidecar_path;
 use vipa_truth::{ClipCache, ClipTruth, FrameTruth};
@@ -33,27 +32,6 @@ pub const KEY_INTRINSICS: &str = "intrinsics";
 pub const KEY_POSE: &str = "world_from_camera";
 /// Extra metadata key: the backend that made the point map (`String`).
 pub const KEY_BACKEND: &str = "backend";
-/// `kind` of a frame-error marker.
-pub const FRAME_ERROR_KIND: &str = "frame_error";
-/// Metadata key of a frame-error marker's reason (`String`).
-pub const KEY_ERROR: &str = "error";
-
-/// A frame-error marker: "this frame could not be lifted, because `error`".
-///
-/// Empty `UInt8Array`; metadata = the header keys, `kind = "frame_error"`, `error`, and the
-/// `node` that failed. (Proposed for `vipa_msgs` as a shared payload; until then the annotate
-/// node reads these keys directly.)
-pub fn frame_error(header: &StreamHeader, node: &str, error: &str) -> (ArrayRef, Metadata) {
-    let mut meta = Metadata::new();
-    header.write(&mut meta);
-    meta.insert(
-        keys::KIND.into(),
-        MetaValue::String(FRAME_ERROR_KIND.into()),
-    );
-    meta.insert(KEY_ERROR.into(), MetaValue::String(error.to_owned()));
-    meta.insert("node".into(), MetaValue::String(node.to_owned()));
-    (Arc::new(UInt8Array::from(Vec::<u8>::new())), meta)
-}
 
 /// Run totals, logged at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,7 +158,12 @@ impl LiftDepth {
             }
             Err(reason) => {
                 self.totals.frame_errors += 1;
-                frame_error(&header, "lift-depth", &reason)
+                FrameError {
+                    header,
+                    node: "lift-depth".into(),
+                    error: reason,
+                }
+                .to_arrow()
             }
         };
         out.send_raw(ports::POINTMAP, array, meta)?;

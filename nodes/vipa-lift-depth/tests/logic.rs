@@ -5,12 +5,11 @@ use std::path::Path;
 
 use vipa_hand3d::backend::ScaledBackend;
 use vipa_hand3d::truth::clip_seed;
-use vipa_lift_depth::{
-    Backend, FRAME_ERROR_KIND, KEY_ERROR, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftDepthConfig,
-};
+use vipa_lift_depth::{Backend, KEY_INTRINSICS, KEY_POSE, LiftDepth, LiftDepthConfig};
 use vipa_msgs::ports;
 use vipa_msgs::{
-    ClipEnd, Encoding, ImageFrame, MetaValue, Payload, PointMap, StreamEnd, StreamHeader, kind_of,
+    ClipEnd, Encoding, FrameError, ImageFrame, MetaValue, Payload, PointMap, StreamEnd,
+    StreamHeader, kind_of,
 };
 use vipa_node_kit::{InputMsg, RecordingOutputs};
 use vipa_synth::{ClipTruth, SynthConfig, generate_clip};
@@ -174,18 +173,22 @@ fn missing_sidecar_and_wrong_size_give_frame_errors_in_order() {
     let sent: Vec<_> = out.on(ports::POINTMAP).collect();
     assert_eq!(sent.len(), 4);
     for (i, s) in sent.iter().enumerate().take(3) {
-        assert_eq!(kind_of(&s.meta), Some(FRAME_ERROR_KIND), "message {i}");
+        assert_eq!(
+            kind_of(&s.meta),
+            Some(<FrameError as Payload>::KIND),
+            "message {i}"
+        );
         assert_eq!(s.meta["seq"], MetaValue::Integer(i as i64));
         assert!(s.array.is_empty());
     }
-    let MetaValue::String(e) = &sent[0].meta[KEY_ERROR] else {
+    let MetaValue::String(e) = &sent[0].meta[FrameError::KEY_ERROR] else {
         panic!()
     };
     assert!(
         e.contains("clip_0099.truth.parquet") && e.contains("sidecar_dir"),
         "{e}"
     );
-    let MetaValue::String(e) = &sent[2].meta[KEY_ERROR] else {
+    let MetaValue::String(e) = &sent[2].meta[FrameError::KEY_ERROR] else {
         panic!()
     };
     assert!(e.contains("20x15") && e.contains("40x30"), "{e}");

@@ -10,9 +10,8 @@
 //! One message per `image`, in order, with the image's `clip_id`, `frame_idx`, `timestamp_ns`
 //! and this output's own `seq`: a [`vipa_msgs::HandsMsg`] (21 joints per hand, camera frame,
 //! metres; `confidence` 1 for a joint the source marks visible, 0 for an occluded one;
-//! `joints_uv` pixel centres at integer coordinates), possibly with no hand; or a **frame
-//! error** marker (empty array, header keys, `kind = "frame_error"`, `error`) when the frame
-//! cannot be lifted (no sidecar, …).
+//! `joints_uv` pixel centres at integer coordinates), possibly with no hand; or a
+//! [`vipa_msgs::FrameError`] when the frame cannot be lifted (no sidecar, …).
 //!
 //! # Backends (`backend` in `VIPA_CONFIG`)
 //! - `sidecar` (default): ground-truth joints from `<sidecar_dir>/<clip_id>.truth.parquet`.
@@ -23,4 +22,4 @@ pub mod lift;
 pub mod node;
 
 pub use config::{HandsBackend, LiftHandsConfig};
-pub use lift::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, VISIBLE_CONFIDENCE};
+pub use lift::{LiftHands, VISIBLE_CONFIDENCE};

@@ -1,37 +1,15 @@
 //! The per-message logic of lift-hands, without dora: [`LiftHands::on_input`] answers every
 //! `image` with exactly one message on [`ports::HANDS`] (hands or a frame error).
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, UInt8Array};
-use vipa_msgs::meta::keys;
 use vipa_msgs::ports;
-use vipa_msgs::{
-    Control, Hand, HandSide, HandsMsg, ImageFrame, MetaValue, Metadata, Payload, StreamHeader,
-};
+use vipa_msgs::{Control, FrameError, Hand, HandSide, HandsMsg, ImageFrame, Payload, StreamHeader};
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
 use vipa_truth::{ClipCache, ClipTruth, HandSide as SynthSide};
 
 use crate::config::LiftHandsConfig;
 
-/// `kind` of a frame-error marker (same convention as lift-depth).
-pub const FRAME_ERROR_KIND: &str = "frame_error";
-/// Metadata key of a frame-error marker's reason.
-pub const KEY_ERROR: &str = "error";
 /// Confidence written for a joint the sidecar marks visible (0 for an occluded one).
 pub const VISIBLE_CONFIDENCE: f32 = 1.0;
-
-fn frame_error(header: &StreamHeader, error: &str) -> (ArrayRef, Metadata) {
-    let mut meta = Metadata::new();
-    header.write(&mut meta);
-    meta.insert(
-        keys::KIND.into(),
-        MetaValue::String(FRAME_ERROR_KIND.into()),
-    );
-    meta.insert(KEY_ERROR.into(), MetaValue::String(error.to_owned()));
-    meta.insert("node".into(), MetaValue::String("lift-hands".into()));
-    (Arc::new(UInt8Array::from(Vec::<u8>::new())), meta)
-}
 
 /// Run totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,7 +98,12 @@ impl LiftHands {
             }
             Err(reason) => {
                 self.totals.frame_errors += 1;
-                frame_error(&header, &reason)
+                FrameError {
+                    header,
+                    node: "lift-hands".into(),
+                    error: reason,
+                }
+                .to_arrow()
             }
         };
         out.send_raw(ports::HANDS, array, meta)?;

@@ -1,9 +1,11 @@
 //! lift-hands logic without dora: real vipa-synth sidecars in, hands (or frame errors) out.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use vipa_lift_hands::{FRAME_ERROR_KIND, KEY_ERROR, LiftHands, LiftHandsConfig};
+use vipa_lift_hands::{LiftHands, LiftHandsConfig};
 use vipa_msgs::ports;
-use vipa_msgs::{Encoding, HandsMsg, ImageFrame, MetaValue, Payload, StreamHeader, kind_of};
+use vipa_msgs::{
+    Encoding, FrameError, HandsMsg, ImageFrame, MetaValue, Payload, StreamHeader, kind_of,
+};
 use vipa_node_kit::{InputMsg, RecordingOutputs};
 use vipa_synth::{SynthConfig, generate_clip};
 
@@ -62,9 +64,9 @@ fn sidecar_joints_and_visibility_come_through_and_missing_sidecar_is_an_error() 
     }
 
     for (i, needle) in [(1, "clip_0042.truth.parquet"), (2, "no frame 99")] {
-        assert_eq!(kind_of(&sent[i].meta), Some(FRAME_ERROR_KIND));
+        assert_eq!(kind_of(&sent[i].meta), Some(<FrameError as Payload>::KIND));
         assert_eq!(sent[i].meta["seq"], MetaValue::Integer(i as i64));
-        let MetaValue::String(e) = &sent[i].meta[KEY_ERROR] else {
+        let MetaValue::String(e) = &sent[i].meta[FrameError::KEY_ERROR] else {
             panic!()
         };
         assert!(e.contains(needle), "{e}");
