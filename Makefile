@@ -143,7 +143,7 @@ fmt:
 bench: setup data torch weights
 	cargo build -q --workspace --bins
 	target/debug/transport-bench
-	VIPA_E2E_NO_BUILD=1 cargo test -q -p vipa-e2e --test annotate -- --ignored --nocapture bench_annotate_throughput
+	VIPA_E2E_NO_BUILD=1 target/debug/annotate-bench
 	target/debug/hand3d-step 5
 	@.venv/bin/python -c 'import numpy' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check numpy
 	.venv/bin/python benches/hand3d_step.py

@@ -265,34 +265,3 @@ fn scaled_depth_is_calibrated_back_to_metric() {
         "median relative scale error {median}: {errs:?}"
     );
 }
-
-#[test]
-#[ignore = "benchmark: run with --ignored --nocapture"]
-fn bench_annotate_throughput() {
-    build();
-    let dir = tempfile::tempdir().unwrap();
-    let videos = dir.path().join("videos");
-    std::fs::create_dir_all(&videos).unwrap();
-    let cfg = SynthConfig {
-        width: 320,
-        height: 240,
-        fps: 15.0,
-        seconds: 4.0,
-    };
-    let clips = 6;
-    synth_clips(&videos, clips, cfg, 0);
-    let out = dir.path().join("hand3d");
-    let yml = flow(dir.path(), &videos, &out, "sidecar", "{}");
-    let run = run_ok(&yml);
-    let r = report(&out);
-    let frames = r["frames_joined"].as_u64().unwrap_or(0);
-    assert_eq!(frames, u64::from(clips) * 60, "{r}");
-    println!(
-        "annotate throughput (dora run, {clips} clips 320x240 x 60 frames, sidecar backends): {:.1} frames/s in the graph \
-         (first frame → manifest, {:.2} s); {:.1} frames/s end to end incl. dora start-up ({:.2} s)",
-        r["frames_per_s"].as_f64().unwrap_or(0.0),
-        r["elapsed_s"].as_f64().unwrap_or(0.0),
-        frames as f64 / run.elapsed.as_secs_f64(),
-        run.elapsed.as_secs_f64()
-    );
-}

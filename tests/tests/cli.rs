@@ -22,7 +22,7 @@ const NODES: [(&str, &str); 10] = [
 ];
 
 /// The tools (flags on the command line).
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "vipa-run",
     "vipa-synth",
     "vipa-ablation",
@@ -31,6 +31,7 @@ const TOOLS: [&str; 8] = [
     "model-bench",
     "kernel-bench",
     "hand3d-step",
+    "annotate-bench",
 ];
 
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
