@@ -62,13 +62,9 @@ impl Preset {
         }
     }
 
-    /// The semantic encoder (InternViT and its projector to the LLM's width).
+    /// The semantic encoder (InternViT and its projector to the LLM's width): [`Self::vision`]'s.
     pub fn semantic(self) -> InternVlConfig {
-        match self {
-            Self::Tiny => InternVlConfig::tiny(),
-            Self::Small => InternVlConfig::small(),
-            Self::InternVl35_2b => InternVlConfig::internvl3_5_2b(),
-        }
+        self.vision().semantic
     }
 
     /// The point-map ViT of the 3D branch.
@@ -170,7 +166,6 @@ mod tests {
         for p in Preset::ALL {
             let v = p.vision();
             v.validate().unwrap();
-            assert_eq!(v.semantic, p.semantic(), "{p}");
             assert_eq!(v.spatial.as_ref(), Some(&p.spatial()), "{p}");
             p.llm().validate().unwrap();
         }

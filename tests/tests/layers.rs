@@ -68,7 +68,13 @@ fn host_triple() -> String {
         .to_owned()
 }
 
-fn metadata() -> Graph {
+/// The resolved graph, read once per test process.
+fn metadata() -> &'static Graph {
+    static GRAPH: std::sync::OnceLock<Graph> = std::sync::OnceLock::new();
+    GRAPH.get_or_init(read_metadata)
+}
+
+fn read_metadata() -> Graph {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = vipa_e2e::repo_root();
     let out = Command::new(cargo)

@@ -37,11 +37,6 @@ impl ClipCache {
         }
     }
 
-    /// The folder read from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The clip's truth, loaded when it is not the one in memory. `on_fail` is called once
     /// per clip, with the reason, when its sidecar cannot be read; the same reason is then
     /// returned for each of its frames.

@@ -10,8 +10,7 @@ use vipa_msgs::{
     Control, FrameError, ImageFrame, MetaValue, Metadata, Payload, PointMap, StreamHeader,
 };
 use vipa_node_kit::{InputMsg, IoError, Outputs, SeqTracker};
-pub use vipa_truth::sidecar_path;
-use vipa_truth::{ClipCache, ClipTruth, FrameTruth};
+use vipa_truth::{ClipCache, ClipTruth, FrameTruth, sidecar_path};
 
 use crate::config::{Backend, LiftDepthConfig};
 use crate::cut3r::{Cut3rBackend, Cut3rBackendError, estimate_intrinsics};

@@ -182,22 +182,6 @@ pub enum Cut3rPreset {
     Cut3r512,
 }
 
-impl Cut3rPreset {
-    /// The name in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tiny => "tiny",
-            Self::Cut3r512 => "cut3r_512",
-        }
-    }
-}
-
-impl std::fmt::Display for Cut3rPreset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl Cut3rConfig {
     /// The released `cut3r_512_dpt_4_64.pth` (`config/dpt_512_vary_4_64.yaml`): ViT-L encoder
     /// (1024, 24 blocks, 16 heads), two 12-block decoders of width 768 (12 / 16 heads),

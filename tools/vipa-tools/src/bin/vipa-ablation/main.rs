@@ -441,7 +441,7 @@ fn draw(t: &Table, path: &Path) -> eyre::Result<()> {
     names.extend(t.rows[0].per_task.keys().cloned());
     for (metric, unit) in [("distance MAE", "m"), ("direction", "/3")] {
         for name in &names {
-            let bars = t
+            let bars: Vec<Bar> = t
                 .rows
                 .iter()
                 .map(|r| {
@@ -464,7 +464,6 @@ fn draw(t: &Table, path: &Path) -> eyre::Result<()> {
                     }
                 })
                 .collect();
-            let bars: Vec<Bar> = bars;
             // Direction on its whole scale (0-3); distance up to 3x the prior's, so that the
             // untrained row's metres-off answers are cut and labelled, not the only bar seen.
             let prior = t
